@@ -1,0 +1,167 @@
+"""Restormer building blocks (Zamir et al., "Restormer", CVPR 2022), as DA-RCOT's MRCNet uses them.
+
+Bottom-up: the channel LayerNorm -> MDTA (multi-Dconv head transposed attention) -> GDFN (gated-Dconv
+feed-forward network) -> the transformer block -> patch embedding, down- and up-sampling.
+
+Attribute names follow the official DA-RCOT code (`norm1.body`, `attn.qkv_dwconv`, `ffn.project_in`,
+`body.0`, ...) so that released checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+LAYER_NORM_TYPES = ('WithBias', 'BiasFree')
+
+
+class _ChannelNormBody(nn.Module):
+    """LayerNorm over the last (channel) axis, eps 1e-5, with or without a bias."""
+
+    def __init__(self, channels: int, with_bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
+        self.with_bias = with_bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        var = x.var(-1, keepdim=True, unbiased=False)
+        if not self.with_bias:
+            # The bias-free variant scales without centring (Restormer's BiasFree_LayerNorm).
+            return x / torch.sqrt(var + 1e-5) * self.weight
+        mean = x.mean(-1, keepdim=True)
+        return (x - mean) / torch.sqrt(var + 1e-5) * self.weight + self.bias
+
+
+class LayerNorm(nn.Module):
+    """Channel LayerNorm of a B x C x H x W map: normalises each pixel's C-vector."""
+
+    def __init__(self, channels: int, layer_norm_type: str = 'WithBias') -> None:
+        super().__init__()
+        if layer_norm_type not in LAYER_NORM_TYPES:
+            raise ValueError(f'LayerNorm type must be one of {LAYER_NORM_TYPES}, got {layer_norm_type!r}')
+        self.body = _ChannelNormBody(channels, with_bias=layer_norm_type == 'WithBias')
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = rearrange(x, 'b c h w -> b (h w) c')
+        return rearrange(self.body(x), 'b (h w) c -> b c h w', h=h, w=w)
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv head transposed attention: attention across channels, linear in the pixel count."""
+
+    def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        # B x (heads c) x H x W -> B x heads x c x HW
+        q, k, v = (rearrange(t, 'b (head c) h w -> b head c (h w)', head=self.num_heads) for t in (q, k, v))
+        q = F.normalize(q, dim=-1)
+        k = F.normalize(k, dim=-1)
+        attn = (q @ k.transpose(-2, -1) * self.temperature).softmax(dim=-1)
+        out = attn @ v
+        # B x heads x c x HW -> B x (heads c) x H x W
+        out = rearrange(out, 'b head c (h w) -> b (head c) h w', h=h, w=w)
+        return self.project_out(out)
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network: gelu(x1) * x2 on a depth-wise-convolved expansion."""
+
+    def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(x1) * x2)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm residual block: x + MDTA(norm(x)), then x + GDFN(norm(x))."""
+
+    def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
+                 layer_norm_type: str) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(dim, layer_norm_type)
+        self.attn = MDTA(dim, num_heads, bias)
+        self.norm2 = LayerNorm(dim, layer_norm_type)
+        self.ffn = GDFN(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+def transformer_stage(dim: int, depth: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
+                      layer_norm_type: str) -> nn.Sequential:
+    """`depth` transformer blocks at one resolution (an encoder, decoder, latent or refinement level)."""
+    return nn.Sequential(*(TransformerBlock(dim, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+                           for _ in range(depth)))
+
+
+class OverlapPatchEmbed(nn.Module):
+    """Overlapped patch embedding: a 3x3 convolution from the image to `embed_dim` features."""
+
+    def __init__(self, in_channels: int = 3, embed_dim: int = 48, bias: bool = False) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, embed_dim, kernel_size=3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """Halves the resolution and doubles the channels: 3x3 conv C -> C/2, then PixelUnshuffle(2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, kernel_size=3, padding=1, bias=False),
+                                  nn.PixelUnshuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """Doubles the resolution and halves the channels: 3x3 conv C -> 2C, then PixelShuffle(2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, kernel_size=3, padding=1, bias=False),
+                                  nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pads the bottom and right of `x` so H and W are multiples of `multiple`.
+
+    Returns the padded tensor and the original (H, W) to crop back to. Reflection needs the pad to be
+    smaller than the side, so very small images are padded in several reflect steps.
+    """
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    while pad_h or pad_w:
+        step_h, step_w = min(pad_h, x.shape[-2] - 1), min(pad_w, x.shape[-1] - 1)
+        if step_h == 0 and step_w == 0:
+            # A 1-pixel side cannot be reflected: repeat it instead.
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode='replicate')
+            break
+        x = F.pad(x, (0, step_w, 0, step_h), mode='reflect')
+        pad_h, pad_w = pad_h - step_h, pad_w - step_w
+    return x, (h, w)
