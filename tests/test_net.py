@@ -1,0 +1,98 @@
+"""The networks: shapes at any size, gradients, determinism, parameter counts, official-name loading."""
+
+import pytest
+import torch
+
+from net import MODELS, Critic, MRCNet
+from net.blocks import pad_to_multiple
+from tests.golden import filled_state, load_fixture
+from utils.checkpoint import CheckpointError, load_network_state
+
+TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+@pytest.mark.parametrize('size', [(1, 1), (5, 7), (17, 33), (32, 32)])
+def test_output_keeps_any_input_size(name, size):
+    torch.manual_seed(0)
+    model = MODELS[name](**TINY).eval()
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        restored, embedding = model(x)
+    assert restored.shape == x.shape
+    assert embedding.shape[:2] == (1, 64)
+    assert torch.isfinite(restored).all()
+
+
+def test_padding_does_not_change_an_aligned_image():
+    torch.manual_seed(0)
+    model = MRCNet(**TINY).eval()
+    x = torch.rand(2, 3, 16, 24)
+    padded, size = pad_to_multiple(x, 8)
+    assert padded is x and size == (16, 24)
+    with torch.no_grad():
+        whole, _ = model(x)
+        first, _ = model(x[:1])
+    torch.testing.assert_close(whole[:1], first)  # batch items are independent
+
+
+@pytest.mark.parametrize('name', list(MODELS))
+def test_every_parameter_gets_a_finite_gradient(name):
+    torch.manual_seed(0)
+    model = MODELS[name](**TINY)
+    restored, embedding = model(torch.rand(2, 3, 16, 16))
+    (restored.square().mean() + embedding.square().mean()).backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, param_name
+        assert torch.isfinite(param.grad).all(), param_name
+        assert param.grad.abs().sum() > 0, param_name
+
+
+def test_critic_gradients_and_shape():
+    torch.manual_seed(0)
+    critic = Critic(32)
+    scores = critic(torch.rand(3, 3, 32, 32))
+    assert scores.shape == (3, 1)
+    scores.sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in critic.parameters())
+
+
+def test_forward_is_deterministic():
+    x = torch.rand(2, 3, 24, 24)
+    outputs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        with torch.no_grad():
+            outputs.append(MRCNet(**TINY)(x)[0])
+    assert torch.equal(*outputs)
+
+
+def test_parameter_counts_at_paper_defaults():
+    counts = {name: sum(p.numel() for p in MODELS[name]().parameters()) for name in ('MRCNet', 'Restormer')}
+    assert counts == {'MRCNet': 49_927_630, 'Restormer': 26_126_644}
+
+
+def test_critic_rejects_patch_sizes_it_cannot_take():
+    with pytest.raises(ValueError, match='multiple of 32.*--patch_size'):
+        Critic(100)
+    with pytest.raises(ValueError, match='built for 32x32'):
+        Critic(32)(torch.rand(1, 3, 64, 64))
+
+
+def test_official_state_dict_with_leftovers_loads_and_reports_them():
+    fixture = load_fixture()
+    config = fixture['mrcnet_config']
+    model = MRCNet(dim=config['dim'], num_blocks=tuple(config['num_blocks']),
+                   num_refinement_blocks=config['num_refinement_blocks'], heads=tuple(config['heads'])).double()
+    state = filled_state(fixture['mrcnet_keys'])
+    report = load_network_state(model, state)
+    assert report.leftover and all(key not in model.state_dict() for key in report.leftover)
+    assert 'res_patch_embed' in str(report)
+    assert torch.equal(model.state_dict()['patch_embed.proj.weight'], state['patch_embed.proj.weight'])
+
+    missing = {key: value for key, value in state.items() if not key.startswith('latent.')}
+    with pytest.raises(CheckpointError, match='missing: latent'):
+        load_network_state(model, missing)
+    misshaped = dict(state, **{'output.weight': torch.zeros(3, 8, 3, 3, dtype=torch.float64)})
+    with pytest.raises(CheckpointError, match='mis-shaped: output.weight'):
+        load_network_state(model, misshaped)
