@@ -3,6 +3,7 @@
 `MODELS` is an explicit table: the `--backbone` flag picks a row; every map returns `(restored, embedding)`.
 """
 
+from .blocks import set_activation_checkpointing
 from .critic import Critic
 from .mrcnet import LEFTOVER_PREFIXES, MRCNet, RCNet
 from .restormer import Restormer
@@ -13,4 +14,4 @@ MODELS = {
     'RCNet': RCNet,
 }
 
-__all__ = ['MODELS', 'Critic', 'LEFTOVER_PREFIXES', 'MRCNet', 'RCNet', 'Restormer']
+__all__ = ['MODELS', 'Critic', 'LEFTOVER_PREFIXES', 'MRCNet', 'RCNet', 'Restormer', 'set_activation_checkpointing']

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 LAYER_NORM_TYPES = ('WithBias', 'BiasFree')
 
@@ -91,7 +92,13 @@ class GDFN(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual block: x + MDTA(norm(x)), then x + GDFN(norm(x))."""
+    """Pre-norm residual block: x + MDTA(norm(x)), then x + GDFN(norm(x)).
+
+    With `checkpointing` set (see `set_activation_checkpointing`), a training forward keeps only the block's
+    input and recomputes its insides during backward: the same numbers for much less memory.
+    """
+
+    checkpointing = False
 
     def __init__(self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
                  layer_norm_type: str) -> None:
@@ -102,8 +109,20 @@ class TransformerBlock(nn.Module):
         self.ffn = GDFN(dim, ffn_expansion_factor, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.checkpointing and torch.is_grad_enabled():
+            return checkpoint(self._body, x, use_reentrant=False)
+        return self._body(x)
+
+    def _body(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x))
         return x + self.ffn(self.norm2(x))
+
+
+def set_activation_checkpointing(network: nn.Module, enabled: bool = True) -> None:
+    """Turns activation checkpointing of every transformer block in `network` on or off."""
+    for module in network.modules():
+        if isinstance(module, TransformerBlock):
+            module.checkpointing = enabled
 
 
 def transformer_stage(dim: int, depth: int, num_heads: int, ffn_expansion_factor: float, bias: bool,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from net import MODELS, Critic, MRCNet
+from net import MODELS, Critic, MRCNet, set_activation_checkpointing
 from net.blocks import pad_to_multiple
 from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
@@ -96,3 +96,18 @@ def test_official_state_dict_with_leftovers_loads_and_reports_them():
     misshaped = dict(state, **{'output.weight': torch.zeros(3, 8, 3, 3, dtype=torch.float64)})
     with pytest.raises(CheckpointError, match='mis-shaped: output.weight'):
         load_network_state(model, misshaped)
+
+
+def test_activation_checkpointing_changes_no_number():
+    x = torch.rand(2, 3, 16, 16)
+    results = []
+    for enabled in (False, True):
+        torch.manual_seed(0)
+        model = MRCNet(**TINY)
+        set_activation_checkpointing(model, enabled)
+        restored, embedding = model(x)
+        (restored.square().mean() + embedding.abs().mean()).backward()
+        results.append((restored.detach(), [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
+    for plain, checkpointed in zip(results[0][1], results[1][1], strict=True):
+        torch.testing.assert_close(plain, checkpointed, rtol=1e-6, atol=1e-7)
