@@ -1,0 +1,274 @@
+"""Command-line flags of `trainer.py` -> a typed, validated `TrainConfig`.
+
+The flag names are the official DA-RCOT ones (`--batchSize`, `--nEpochs`, `--pairnum`, `--Sigma`, `--sigma`,
+`--de_type`, `--patch_size`, `--type`, `--gpus`, `--backbone`, `--step`, `--resume`, ...), so the official
+README's training commands run unchanged. A `--preset` fills in defaults (model size, patch size, batch size,
+learning rate, ...); any flag given explicitly wins over the preset. Nothing is parsed at import: call
+`parse_args(argv)`. Invalid values raise `SystemExit` with a message that names the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from data.tasks import DE_TYPES, FIVE_TASK, THREE_TASK, parse_de_type, parse_replication
+from data.train_set import default_train_roots
+from net import MODELS
+
+TRAIN_ROOT_FLAGS = {  # training-root key -> flag that overrides it
+    'denoise': 'denoise_dir', 'derain': 'derain_dir', 'dehaze': 'dehaze_dir', 'deblur': 'deblur_dir',
+    'lowlight': 'lowlight_dir', 'single': 'single_dir',
+}
+
+# Defaults of each preset; a flag given on the command line overrides them. `paper` is the paper's setting.
+PRESETS: dict[str, dict] = {
+    'paper': {},
+    'small': dict(dim=24, num_blocks=(2, 3, 3, 4), num_refinement_blocks=2),
+    # An iteration in well under a second on a laptop CPU: for smoke tests and debugging.
+    'tiny': dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, patch_size=32, threads=0),
+    # The README's main job: a few minutes on a 2-core CPU on the built-in demo set (`python -m data.demo`).
+    'demo': dict(dim=16, num_blocks=(1, 2, 2, 2), num_refinement_blocks=1, patch_size=64, batchSize=4,
+                 lr=1e-3, optimizer='Adam', nEpochs=1000, step=1000, de_type=list(FIVE_TASK),
+                 data_root='data/demo/Train', type='demo', threads=1, save_every=200, image_every=100,
+                 log_every=5, max_minutes=6.0),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on. Plain values only, so it can be stored in a checkpoint."""
+
+    # The paper's flags.
+    batchSize: int = 2  # per process; with torchrun the global batch is batchSize x processes
+    nEpochs: int = 50
+    lr: float = 1e-4  # the critic's learning rate; the map's is lr / 2
+    step: int = 15  # both learning rates x0.1 every `step` epochs
+    optimizer: str = 'RMSprop'
+    pairnum: int = 10_000_000  # paired samples per epoch; iterations after pairnum // batch are unpaired
+    Sigma: float = 10000.0
+    sigma: float = 1.0
+    de_type: tuple[str, ...] = THREE_TASK
+    patch_size: int = 128
+    type: str = 'all'  # run tag: names the default log and checkpoint folders
+    gpus: str = '0'
+    backbone: str = 'MRCNet'
+    resume: str = 'none'
+    threads: int = 4
+    seed: int = 0
+    # The transport map's size.
+    dim: int = 48
+    num_blocks: tuple[int, ...] = (4, 6, 6, 8)
+    num_refinement_blocks: int = 4
+    heads: tuple[int, ...] = (1, 2, 4, 8)
+    ffn_expansion_factor: float = 2.66
+    # Objective.
+    objective: str = 'ot'  # 'ot': the full DA-RCOT objective; 'l1': the paired L1 term alone (an ablation)
+    no_fourier: bool = False
+    critic_on_targets: bool = False  # unpaired critic sees the batch's own targets, as the official code
+    # Data.
+    data_root: str = 'data/Train'
+    train_roots: dict[str, str] = dataclasses.field(default_factory=dict)
+    replication: dict[str, int] = dataclasses.field(default_factory=dict)
+    cache: bool = False
+    skip_unreadable: bool = False
+    # Validation.
+    val_dir: str | None = None
+    val_tasks: tuple[str, ...] = ()
+    val_every: int = 0  # iterations between validations; 0: at the end of every epoch
+    val_tile: int | None = None
+    # Output and bounds.
+    log_dir: str = ''
+    ckpt_dir: str = ''
+    save_every: int = 1000
+    log_every: int = 10
+    image_every: int = 500
+    max_iters: int | None = None
+    max_minutes: float | None = None
+    max_bad_iters: int = 20
+    # Performance.
+    amp: bool = False
+    compile: bool = False
+    checkpointing: bool = False
+    ddp_timeout: float = 30.0
+    preset: str = 'paper'
+
+    @property
+    def model_args(self) -> dict:
+        """Constructor arguments of the transport map."""
+        return dict(dim=self.dim, num_blocks=tuple(self.num_blocks), num_refinement_blocks=self.num_refinement_blocks,
+                    heads=tuple(self.heads), ffn_expansion_factor=self.ffn_expansion_factor)
+
+    def to_dict(self) -> dict:
+        """A plain dict (lists, not tuples) that `torch.load(weights_only=True)` and JSON both read back."""
+        return {key: list(value) if isinstance(value, tuple) else value
+                for key, value in dataclasses.asdict(self).items()}
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text}')
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be 0 or more, got {text}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'must be a positive number, got {text}')
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Train DA-RCOT (degradation-aware residual-conditioned optimal '
+                                                 'transport) for all-in-one image restoration.')
+    default = TrainConfig()
+    paper = parser.add_argument_group('the paper\'s flags')
+    paper.add_argument('--batchSize', type=_positive_int, default=default.batchSize,
+                       help='patches per iteration and process')
+    paper.add_argument('--nEpochs', type=_positive_int, default=default.nEpochs,
+                       help='last epoch (epochs count from 1)')
+    paper.add_argument('--lr', type=_positive_float, default=default.lr,
+                       help="critic's learning rate; the map's is lr/2")
+    paper.add_argument('--step', type=_positive_int, default=default.step, help='both lrs x0.1 every STEP epochs')
+    paper.add_argument('--optimizer', choices=('RMSprop', 'Adam'), default=default.optimizer)
+    paper.add_argument('--pairnum', type=_non_negative_int, default=default.pairnum,
+                       help='paired samples per epoch; later iterations are unpaired (0: all unpaired)')
+    paper.add_argument('--Sigma', type=_non_negative_float, default=default.Sigma, help='weight of the paired L1 term')
+    paper.add_argument('--sigma', type=_non_negative_float, default=default.sigma, help='weight of the transport cost')
+    paper.add_argument('--de_type', nargs='+', default=list(default.de_type),
+                       help=f'degradations to train on: {" ".join(DE_TYPES)}')
+    paper.add_argument('--patch_size', type=_positive_int, default=default.patch_size,
+                       help='training patch size, a multiple of 32 (the critic needs it)')
+    paper.add_argument('--type', default=default.type, help='run tag: names the default log and checkpoint folders')
+    paper.add_argument('--gpus', default=default.gpus,
+                       help="GPU id for a single process ('cpu' for the CPU); under torchrun, one id per local rank")
+    paper.add_argument('--backbone', choices=tuple(MODELS), default=default.backbone)
+    paper.add_argument('--resume', default=default.resume,
+                       help="'none', a checkpoint path, or 'auto' (the newest checkpoint in --ckpt_dir, if any)")
+    paper.add_argument('--threads', type=_non_negative_int, default=default.threads, help='data loader workers')
+    paper.add_argument('--seed', type=int, default=default.seed)
+
+    size = parser.add_argument_group('size of the transport map')
+    size.add_argument('--preset', choices=tuple(PRESETS), default='paper',
+                      help='defaults for a use: paper (the paper), small, tiny (smoke tests), demo (the main job)')
+    size.add_argument('--dim', type=_positive_int, default=default.dim)
+    size.add_argument('--num_blocks', type=_positive_int, nargs=4, default=list(default.num_blocks))
+    size.add_argument('--num_refinement_blocks', type=_positive_int, default=default.num_refinement_blocks)
+    size.add_argument('--heads', type=_positive_int, nargs=4, default=list(default.heads))
+    size.add_argument('--ffn_expansion_factor', type=_positive_float, default=default.ffn_expansion_factor)
+
+    objective = parser.add_argument_group('objective')
+    objective.add_argument('--objective', choices=('ot', 'l1'), default=default.objective,
+                           help="'ot': the DA-RCOT objective; 'l1': the paired L1 term alone, no critic (ablation)")
+    objective.add_argument('--no_fourier', action='store_true', help='drop the Fourier transport cost (ablation)')
+    objective.add_argument('--critic_on_targets', action='store_true',
+                           help="unpaired iterations show the critic the batch's own targets, as the official "
+                                'code does (it leaks the pairing); by default it sees independent clean patches')
+
+    data = parser.add_argument_group('data')
+    data.add_argument('--data_root', default=default.data_root, help='training root holding every task folder')
+    for key, flag in TRAIN_ROOT_FLAGS.items():
+        data.add_argument(f'--{flag}', default=None, help=f'{key} training folder (default: under --data_root)')
+    data.add_argument('--replication', nargs='+', default=[],
+                      help='per-token repeats in an epoch, e.g. derain=100 dehaze=2 (default: the official ones)')
+    data.add_argument('--cache', action='store_true', help='keep decoded training images in memory')
+    data.add_argument('--skip_unreadable', action='store_true', help='skip unreadable training images with a warning')
+
+    val = parser.add_argument_group('validation (at full image size, through utils.evaluate)')
+    val.add_argument('--val_dir', default=None, help='test root to validate on, e.g. data/Test (default: none)')
+    val.add_argument('--val_tasks', nargs='+', default=[],
+                     help='test tasks to validate on (default: the tasks of --de_type)')
+    val.add_argument('--val_every', type=_non_negative_int, default=default.val_every,
+                     help='iterations between validations (0: at the end of every epoch)')
+    val.add_argument('--val_tile', type=_positive_int, default=None, help='validate in tiles of this size')
+
+    out = parser.add_argument_group('output and bounds')
+    out.add_argument('--log_dir', default='', help='TensorBoard and text logs (default: runs/<type>_<backbone>)')
+    out.add_argument('--ckpt_dir', default='', help='checkpoints (default: checkpoints/<type>_<backbone>)')
+    out.add_argument('--save_every', type=_positive_int, default=default.save_every,
+                     help='iterations between last.pth saves (also mid-epoch)')
+    out.add_argument('--log_every', type=_positive_int, default=default.log_every,
+                     help='iterations between TensorBoard scalars')
+    out.add_argument('--image_every', type=_positive_int, default=default.image_every,
+                     help='iterations between TensorBoard image grids')
+    out.add_argument('--max_iters', type=_positive_int, default=None, help='stop after this many iterations in all')
+    out.add_argument('--max_minutes', type=_positive_float, default=None, help='stop after this many minutes')
+    out.add_argument('--max_bad_iters', type=_positive_int, default=default.max_bad_iters,
+                     help='stop after this many consecutive iterations with a non-finite loss or gradient')
+
+    perf = parser.add_argument_group('performance')
+    perf.add_argument('--amp', action='store_true', help='bfloat16 autocast of the networks (GPU or CPU)')
+    perf.add_argument('--compile', action='store_true', help='torch.compile the transport map')
+    perf.add_argument('--checkpointing', action='store_true',
+                      help='activation checkpointing of the transformer blocks: less memory, same numbers')
+    perf.add_argument('--ddp_timeout', type=_positive_float, default=default.ddp_timeout,
+                      help='minutes a process waits for the others under torchrun before failing')
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Parses `argv` (default: the command line) into a validated `TrainConfig`."""
+    parser = build_parser()
+    preset = parser.parse_known_args(argv)[0].preset
+    parser.set_defaults(**PRESETS[preset])
+    args = vars(parser.parse_args(argv))
+    try:
+        return _resolve(args)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def _resolve(args: dict) -> TrainConfig:
+    """Turns parsed flags into a `TrainConfig`, checking what argparse alone cannot."""
+    args['de_type'] = tuple(parse_de_type(args['de_type']))
+    args['replication'] = parse_replication(args['replication']) if args['replication'] else {}
+    args['num_blocks'], args['heads'] = tuple(args['num_blocks']), tuple(args['heads'])
+    args['val_tasks'] = tuple(args['val_tasks'])
+    defaults = default_train_roots(args['data_root'])
+    args['train_roots'] = {key: args.pop(flag) or str(defaults[key]) for key, flag in TRAIN_ROOT_FLAGS.items()}
+    run = f'{args["type"]}_{args["backbone"]}'
+    args['log_dir'] = args['log_dir'] or str(Path('runs') / run)
+    args['ckpt_dir'] = args['ckpt_dir'] or str(Path('checkpoints') / run)
+    config = TrainConfig(**args)
+
+    if config.patch_size % 32:
+        raise ValueError(f'--patch_size {config.patch_size}: the critic needs a multiple of 32 (e.g. 64, 128, 256)')
+    if config.objective == 'l1' and config.pairnum == 0:
+        raise ValueError("--objective l1 trains on paired iterations only, but --pairnum 0 makes every iteration "
+                         'unpaired: give --pairnum > 0 or use --objective ot')
+    if config.resume not in ('none', 'auto') and not Path(config.resume).is_file():
+        raise ValueError(f"--resume {config.resume}: no such file; give a checkpoint path, 'auto' or 'none'")
+    _check_map_size(config)
+    return config
+
+
+def _check_map_size(config: TrainConfig) -> None:
+    """Builds the map on the meta device and runs a forward there: catches any size flag the network rejects."""
+    try:
+        with torch.device('meta'):
+            MODELS[config.backbone](**config.model_args)(torch.empty(1, 3, 8, 8))
+    except (RuntimeError, ValueError) as error:
+        raise ValueError(f'--dim {config.dim} --heads {" ".join(map(str, config.heads))} --num_blocks '
+                         f'{" ".join(map(str, config.num_blocks))}: {config.backbone} cannot be built with these '
+                         f'sizes; every level\'s channels (dim, 2dim, 4dim, 8dim) must divide by its heads ({error})'
+                         ) from error

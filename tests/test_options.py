@@ -1,0 +1,77 @@
+"""`options.parse_args`: the official README's commands, presets, the resolved config, and errors that name the flag."""
+
+import json
+import shlex
+
+import pytest
+
+from options import PRESETS, parse_args
+
+README_3D = ('--batchSize=2 --nEpochs=50 --pairnum=10000000 --Sigma=10000 --sigma=1 --de_type derain dehaze '
+             'denoise_15 denoise_25 denoise_50 --patch_size=128  --type all --gpus=0 --backbone=MRCNet --step=15 '
+             '--resume=none')
+README_5D = ('--batchSize=2 --nEpochs=55 --pairnum=10000000 --Sigma=10000 --sigma=1 --de_type derain dehaze '
+             'denoise_15 denoise_25 denoise_50 deblur lowlight --patch_size=128 --type all --gpus=0 --backbone=MRCNet '
+             '--step=15 --resume=none')
+
+
+def test_the_official_readme_commands_parse():
+    config = parse_args(shlex.split(README_3D))
+    assert (config.batchSize, config.nEpochs, config.pairnum, config.Sigma, config.sigma) == (2, 50, 10_000_000,
+                                                                                             10000.0, 1.0)
+    assert config.de_type == ('derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50')
+    assert (config.patch_size, config.type, config.gpus, config.backbone, config.step, config.resume) == (
+        128, 'all', '0', 'MRCNet', 15, 'none')
+    five = parse_args(shlex.split(README_5D))
+    assert five.nEpochs == 55 and five.de_type[-2:] == ('deblur', 'lowlight')
+    assert parse_args(shlex.split(README_3D) + ['--pairnum', '0']).pairnum == 0
+
+
+def test_defaults_are_the_papers():
+    config = parse_args([])
+    assert (config.dim, config.num_blocks, config.num_refinement_blocks, config.heads) == (48, (4, 6, 6, 8), 4,
+                                                                                           (1, 2, 4, 8))
+    assert (config.lr, config.optimizer, config.Sigma, config.sigma, config.objective) == (1e-4, 'RMSprop', 10000.0,
+                                                                                           1.0, 'ot')
+    assert config.train_roots['derain'] == 'data/Train/Derain' and config.ckpt_dir == 'checkpoints/all_MRCNet'
+
+
+def test_a_preset_sets_defaults_and_explicit_flags_win():
+    tiny = parse_args(['--preset', 'tiny'])
+    assert (tiny.dim, tiny.num_blocks, tiny.patch_size) == (8, (1, 1, 1, 1), 32)
+    assert parse_args(['--preset', 'tiny', '--dim', '16', '--patch_size', '64']).dim == 16
+    demo = parse_args(['--preset', 'demo'])
+    assert demo.max_minutes == PRESETS['demo']['max_minutes'] and demo.de_type == tuple(PRESETS['demo']['de_type'])
+    assert demo.train_roots['lowlight'].startswith('data/demo/Train')
+
+
+def test_data_root_sets_every_root_and_a_task_flag_overrides_one():
+    config = parse_args(['--data_root', 'elsewhere', '--derain_dir', 'rain/only'])
+    assert config.train_roots['dehaze'] == 'elsewhere/Dehaze'
+    assert config.train_roots['derain'] == 'rain/only'
+
+
+def test_the_config_is_plain_data():
+    plain = parse_args(['--replication', 'derain=3', '--max_minutes', '2']).to_dict()
+    assert json.loads(json.dumps(plain)) == plain  # lists, not tuples: JSON and weights_only loads keep it as is
+    assert plain['replication'] == {'derain': 3} and plain['num_blocks'] == [4, 6, 6, 8]
+
+
+@pytest.mark.parametrize('argv, flag', [
+    (['--patch_size', '100'], '--patch_size'),
+    (['--de_type', 'derain', 'desnow'], '--de_type'),
+    (['--batchSize', '0'], '--batchSize'),
+    (['--lr', '-1'], '--lr'),
+    (['--Sigma', 'nan'], '--Sigma'),
+    (['--optimizer', 'SGD'], '--optimizer'),
+    (['--backbone', 'PromptIR'], '--backbone'),
+    (['--resume', 'no/such/file.pth'], '--resume'),
+    (['--dim', '12', '--heads', '1', '2', '4', '7'], '--heads'),
+    (['--objective', 'l1', '--pairnum', '0'], '--pairnum'),
+    (['--replication', 'derain=0'], 'replication'),
+    (['--max_minutes', '0'], '--max_minutes'),
+])
+def test_an_invalid_value_fails_fast_naming_its_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert flag in capsys.readouterr().err

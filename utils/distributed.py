@@ -1,0 +1,161 @@
+"""Several processes under torchrun: device choice, gradient averaging, collective decisions, sharded sampling.
+
+Data parallelism here does not use `DistributedDataParallel`: a DA-RCOT iteration calls the critic twice
+before one backward and then differentiates through the critic's input gradient (the penalty), which DDP's
+reducer does not support. Instead every update averages its gradients explicitly (`GradientSync`, one
+all-reduce of a flat buffer per update). The weights start equal (`broadcast_state`) and every process
+applies the same averaged gradient with the same optimizer, so they stay equal.
+
+A single process (no `WORLD_SIZE` in the environment) runs the same code with `Runtime.world_size == 1`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import Dataset, DistributedSampler
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process runs and which part of the work it does."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 logs, validates and writes checkpoints."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def pick_device(gpus: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """The device of `--gpus` ('cpu', an id, or one id per local rank under torchrun); the CPU if no GPU exists."""
+    if gpus.strip().lower() in ('cpu', '', '-1'):
+        return torch.device('cpu')
+    try:
+        ids = [int(part) for part in gpus.split(',')]
+    except ValueError:
+        raise ValueError(f"--gpus {gpus!r}: expected 'cpu', a GPU id such as 0, or ids such as 0,1") from None
+    if not torch.cuda.is_available():
+        warnings.warn('no GPU found: training runs on the CPU, where a full-size DA-RCOT iteration takes tens of '
+                      'seconds (days per epoch); use --preset tiny or --preset demo to try the code there',
+                      RuntimeWarning, stacklevel=2)
+        return torch.device('cpu')
+    if world_size == 1 and len(ids) > 1:
+        raise ValueError(f'--gpus {gpus}: one process trains on one GPU; for several, run '
+                         f'torchrun --nproc_per_node {len(ids)} trainer.py --gpus {gpus} ...')
+    index = ids[local_rank] if len(ids) > 1 else (ids[0] if world_size == 1 else local_rank)
+    if index >= torch.cuda.device_count():
+        raise ValueError(f'--gpus {gpus}: GPU {index} does not exist; this machine has {torch.cuda.device_count()}')
+    return torch.device('cuda', index)
+
+
+def setup(gpus: str, timeout_minutes: float = 30.0) -> Runtime:
+    """Joins the torchrun process group (NCCL on GPUs, gloo on the CPU) when there is one."""
+    world_size = int(os.environ.get('WORLD_SIZE', '1'))
+    if world_size == 1:
+        return Runtime(pick_device(gpus))
+    rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
+    device = pick_device(gpus, local_rank, world_size)
+    if device.type == 'cuda':
+        torch.cuda.set_device(device)
+    dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=timedelta(minutes=timeout_minutes))
+    return Runtime(device, rank, world_size, local_rank)
+
+
+def teardown(runtime: Runtime) -> None:
+    if runtime.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+class GradientSync:
+    """Makes every process take the same update decision and apply the same, averaged gradient."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def all_true(self, flag: bool) -> bool:
+        """True only if `flag` is true on every process (e.g. 'my loss is finite')."""
+        if not self.runtime.distributed:
+            return flag
+        value = torch.tensor([int(flag)], device=self.runtime.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item())
+
+    def any_true(self, flag: bool) -> bool:
+        """True if `flag` is true on some process (e.g. 'my time is up')."""
+        return not self.all_true(not flag)
+
+    def average(self, parameters: Iterable[nn.Parameter]) -> None:
+        """Replaces each gradient by its mean over the processes; a missing gradient counts as zeros."""
+        if not self.runtime.distributed:
+            return
+        parameters = [p for p in parameters if p.requires_grad]
+        for p in parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        flat = torch.cat([p.grad.reshape(-1) for p in parameters])
+        dist.all_reduce(flat)
+        flat /= self.runtime.world_size
+        offset = 0
+        for p in parameters:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+
+
+def broadcast_state(module: nn.Module, runtime: Runtime) -> None:
+    """Copies rank 0's parameters and buffers to every process."""
+    if runtime.distributed:
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def gather(obj: object, runtime: Runtime) -> list:
+    """Every process's `obj`, in rank order, on every process."""
+    if not runtime.distributed:
+        return [obj]
+    gathered: list = [None] * runtime.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier(runtime: Runtime) -> None:
+    if runtime.distributed:
+        dist.barrier()
+
+
+class ShardSampler(DistributedSampler):
+    """`DistributedSampler` (a seeded permutation per epoch, one shard per process) that can start mid-epoch.
+
+    `set_epoch(epoch, start)` skips the first `start` indices of this process's shard, so a run resumed after
+    k batches sees exactly the batches an uninterrupted run would have seen next.
+    """
+
+    def __init__(self, dataset: Dataset, runtime: Runtime, seed: int, shuffle: bool = True) -> None:
+        super().__init__(dataset, num_replicas=runtime.world_size, rank=runtime.rank, shuffle=shuffle, seed=seed)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.start, None)
+
+    def __len__(self) -> int:
+        return max(self.num_samples - self.start, 0)
