@@ -1,0 +1,189 @@
+"""Evaluate a DA-RCOT transport map on the test sets, or restore any images without ground truth.
+
+    python test.py --task {denoise,derain,dehaze,deblur,lowlight,all,<name>} --ckpt PATH [--test_dir data/Test]
+        [--sigma 15 25 50] [--save_dir results] [--protocol pad|official] [--tile N --tile_overlap M]
+        [--y_channel] [--compare] [--device auto] [--amp] [--resume | --overwrite] [--dump_embeddings]
+    python test.py --input FILE_OR_DIR --ckpt PATH --output DIR [--tile N] [--device auto]
+
+Wiring only: checkpoint (ours, or an official pickle converted on the fly) + test sets -> `evaluate()` ->
+`summary.json`, `results.md` (beside the paper's numbers), a printed table and images. The metrics are in
+`utils.metrics`, the evaluation in `utils.evaluate`, tiling in `utils.inference`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from data.image_io import list_images
+from data.layouts import DataLayoutError
+from data.test_sets import TEST_TASKS, find_test_sets
+from utils.checkpoint import CheckpointError, build_map
+from utils.embeddings import write_embeddings
+from utils.evaluate import PROTOCOLS, evaluate, restore_images
+from utils.inference import InferenceMemoryError
+from utils.metrics import load_fid, load_lpips
+from utils.official import load_any_checkpoint
+from utils.report import console_table, write_reports
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--ckpt', required=True, type=Path,
+                        help='checkpoint from trainer.py, its inference export, or an official DA-RCOT .pth')
+    evaluation = parser.add_argument_group('evaluation on test sets')
+    evaluation.add_argument('--task', default='all',
+                            help=f'one of {", ".join(TEST_TASKS)}, all, or the name of any other paired folder '
+                                 'of --test_dir (e.g. mixed)')
+    evaluation.add_argument('--test_dir', type=Path, default=Path('data/Test'), help='test root (README layout)')
+    evaluation.add_argument('--sigma', type=int, nargs='+', default=[15, 25, 50],
+                            help='noise levels of the denoising sets (any level, also unseen ones)')
+    evaluation.add_argument('--save_dir', type=Path, default=Path('results'),
+                            help='where images, metrics.csv per set, summary.json and results.md go')
+    evaluation.add_argument('--protocol', choices=PROTOCOLS, default='pad',
+                            help='pad: full-size outputs (the network pads and crops back); official: trim '
+                                 'bottom/right to a multiple of 8 first, as the official tester')
+    evaluation.add_argument('--y_channel', action='store_true', help='PSNR/SSIM on Y (BasicSR) instead of RGB')
+    evaluation.add_argument('--compare', action='store_true',
+                            help='also write degraded | restored | residual | target strips')
+    evaluation.add_argument('--dump_embeddings', action='store_true',
+                            help='write the pooled residual embeddings (TensorBoard projector, 2-D plot)')
+    rerun = evaluation.add_mutually_exclusive_group()
+    rerun.add_argument('--resume', action='store_true', help='keep the images a previous run finished')
+    rerun.add_argument('--overwrite', action='store_true', help='replace the results of a previous run')
+    photos = parser.add_argument_group('restoring images without ground truth')
+    photos.add_argument('--input', type=Path, help='an image, or a folder of images (searched recursively)')
+    photos.add_argument('--output', type=Path, help='where restored/ and residual/ go (with --input)')
+    runtime = parser.add_argument_group('inference')
+    runtime.add_argument('--tile', type=int, help='restore in overlapping tiles of this size (a multiple of 8)')
+    runtime.add_argument('--tile_overlap', type=int, default=32, help='pixels shared by neighbouring tiles')
+    runtime.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda, cuda:1, ...')
+    runtime.add_argument('--amp', action='store_true', help='bfloat16 autocast (for GPUs)')
+    runtime.add_argument('--no_progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    check_args(parser, args)
+    return args
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.tile is not None and (args.tile <= 0 or args.tile % 8):
+        parser.error(f'--tile {args.tile}: use a positive multiple of 8 (the networks work on multiples of 8), '
+                     'e.g. 512')
+    if args.tile is not None and not 0 <= args.tile_overlap < args.tile // 2:
+        parser.error(f'--tile_overlap {args.tile_overlap}: use 0 up to half of --tile ({args.tile // 2}), e.g. 32')
+    if any(sigma <= 0 for sigma in args.sigma):
+        parser.error(f'--sigma {args.sigma}: noise levels must be positive (0-255 scale)')
+    if args.dump_embeddings and args.resume:
+        parser.error('--dump_embeddings needs every image restored again: use it without --resume')
+    if (args.input is None) != (args.output is None):
+        parser.error('--input and --output go together: restore the images of --input into --output')
+    if args.input is not None and not args.input.exists():
+        parser.error(f'--input {args.input} does not exist')
+
+
+def pick_device(name: str) -> torch.device:
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    device = torch.device(name)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f'error: --device {name}, but CUDA is not available here; use --device cpu')
+    return device
+
+
+def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str]:
+    """The transport map of a checkpoint on `device`, and a one-line description of it."""
+    try:
+        checkpoint, conversion = load_any_checkpoint(path)
+        transport_map, report = build_map(checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f'error: --ckpt: {error}') from error
+    spec = checkpoint['model']
+    described = f'{path} ({spec["backbone"]}, dim {spec["args"].get("dim")}; {conversion or report})'
+    return transport_map.to(device), described
+
+
+def previous_results(save_dir: Path) -> list[Path]:
+    """Files of an earlier run in `save_dir` that this run would overwrite or resume."""
+    if not save_dir.is_dir():
+        return []
+    return sorted(save_dir.glob('summary.json')) + sorted(save_dir.rglob('metrics.csv'))
+
+
+def input_images(source: Path) -> list[tuple[str, Path]]:
+    """(output name, file) of the images to restore: one file, or a folder's images by relative path."""
+    if source.is_file():
+        return [(source.stem, source)]
+    return [(path.relative_to(source).with_suffix('').as_posix(), path)
+            for path in list_images(source, recursive=True)]
+
+
+def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device) -> int:
+    sources = input_images(args.input)
+    if not sources:
+        raise SystemExit(f'error: --input {args.input} holds no image (png, jpg, bmp, tif, webp)')
+    written, failed = restore_images(transport_map, sources, args.output, device=device, tile=args.tile,
+                                     tile_overlap=args.tile_overlap, amp=args.amp, resume=args.resume,
+                                     progress=not args.no_progress)
+    print(f'restored {len(written)} image(s) into {args.output}/restored (residual maps in {args.output}/residual)')
+    for message in failed:
+        print(f'skipped: {message}', file=sys.stderr)
+    return 1 if failed else 0
+
+
+def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device,
+                  described: str) -> int:
+    tasks = None if args.task == 'all' else [args.task]
+    try:
+        test_sets, missing = find_test_sets(args.test_dir, tasks, sigmas=tuple(args.sigma))
+    except DataLayoutError as error:
+        raise SystemExit(f'error: --test_dir: {error}') from error
+    for message in missing:
+        print(f'not found: {message}')
+    if not test_sets:
+        raise SystemExit(f'error: no test set for --task {args.task} in {args.test_dir}; see the layout above '
+                         '(python -m data.demo builds a small one under data/demo)')
+    earlier = previous_results(args.save_dir)
+    if earlier and not (args.resume or args.overwrite):
+        raise SystemExit(f'error: --save_dir {args.save_dir} already holds results ({earlier[0]}); pass --resume '
+                         'to continue that run, --overwrite to replace it, or choose another --save_dir')
+    lpips, fid = load_lpips(device), load_fid(device)
+    embeddings = [] if args.dump_embeddings else None
+    try:
+        records = evaluate(transport_map, test_sets, device=device, protocol=args.protocol, tile=args.tile,
+                           tile_overlap=args.tile_overlap, y_channel=args.y_channel, amp=args.amp,
+                           save_dir=args.save_dir, compare=args.compare, resume=args.resume,
+                           progress=not args.no_progress, lpips=lpips, fid=fid, embeddings=embeddings)
+    except KeyboardInterrupt:
+        print(f'\ninterrupted: the images and metrics.csv rows written so far in {args.save_dir} are complete; '
+              'rerun with --resume to finish', file=sys.stderr)
+        return 130
+    summary, markdown = write_reports(records, args.save_dir, described)
+    print(console_table(records))
+    for metric, reason in sorted({item for record in records for item in record['not_computed'].items()}):
+        print(f'{metric.upper()} not computed: {reason}')
+    print(f'wrote {summary}, {markdown} and the images of each set below {args.save_dir}')
+    if embeddings is not None:
+        written = write_embeddings(embeddings, args.save_dir / 'embeddings')
+        print('embeddings: ' + ', '.join(str(path) for path in written))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    device = pick_device(args.device)
+    transport_map, described = load_map(args.ckpt, device)
+    print(f'transport map: {described} on {device}')
+    try:
+        if args.input is not None:
+            return restore_photos(args, transport_map, device)
+        return evaluate_sets(args, transport_map, device, described)
+    except InferenceMemoryError as error:
+        raise SystemExit(f'error: {error}') from error
+
+
+if __name__ == '__main__':
+    sys.exit(main())
