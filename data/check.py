@@ -1,0 +1,168 @@
+"""Check a data tree: `python -m data.check [--train_root data/Train] [--test_root data/Test] [--no_decode]`.
+
+Prints, per task, what it found (pairs, images, sizes), what is unmatched, unreadable or paired with an image
+of another size, and which `--de_type` sets (3-task, 5-task) the tree can train and test. The first thing to
+run after downloading the paper's data sets. Exits with status 1 when it found a problem or no data at all.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from data.image_io import ImageReadError, read_rgb
+from data.layouts import (
+    TEST_LAYOUT,
+    TRAIN_LAYOUT,
+    TRAIN_LAYOUTS,
+    DataLayoutError,
+    Pair,
+    Pairing,
+    scan_test_task,
+    scan_train,
+)
+from data.tasks import FIVE_TASK, THREE_TASK, train_task
+from data.test_sets import all_test_tasks
+from data.train_set import default_train_roots
+
+GROUPS = {'3-task': THREE_TASK, '5-task': FIVE_TASK}
+
+
+@dataclass
+class TaskReport:
+    """What one task (or test set) holds: a one-line summary and its problems."""
+
+    task: str
+    label: str
+    summary: str = ''
+    problems: list[str] = field(default_factory=list)
+    found: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return self.found and not self.problems
+
+
+def _sizes(pairs: Sequence[Pair], decode: bool, desc: str) -> tuple[str, list[str]]:
+    """A summary of the image sizes (width x height), and the unreadable files and mismatched pairs."""
+    if not decode:
+        return '', []
+    sizes, problems = set(), []
+    for pair in tqdm(pairs, desc=desc, leave=False, disable=len(pairs) < 50):
+        shapes = {}
+        for path in (pair.lq, pair.gt):
+            if path is None:
+                continue
+            try:
+                shapes[path] = read_rgb(path).shape[:2]
+            except ImageReadError as err:
+                problems.append(f'unreadable: {err}')
+        if len(set(shapes.values())) > 1:
+            problems.append('sizes differ: ' + ', '.join(f'{p} {w}x{h}' for p, (h, w) in shapes.items()))
+        sizes.update(shapes.values())
+    if not sizes:
+        return '', problems
+    ordered = sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
+    (h0, w0), (h1, w1) = ordered[0], ordered[-1]
+    spread = f'{w0}x{h0}' if len(ordered) == 1 else f'{len(ordered)} sizes, {w0}x{h0} to {w1}x{h1}'
+    return f', {spread}', problems
+
+
+def _report(report: TaskReport, pairing: Pairing, lq_dir: Path | None, gt_dir: Path, decode: bool,
+            allow_unused_gt: bool = False) -> TaskReport:
+    count = f'{len(pairing.pairs)} pairs' if lq_dir is not None else f'{len(pairing.pairs)} clean images'
+    sizes, problems = _sizes(pairing.pairs, decode, report.label)
+    report.found = True
+    report.summary = count + sizes
+    if allow_unused_gt and pairing.unmatched_gt:
+        report.summary += f' ({len(pairing.unmatched_gt)} clean images without a degraded version: allowed)'
+    report.problems = pairing.problems(lq_dir, gt_dir, allow_unused_gt) + problems
+    return report
+
+
+def check_train(train_root: str | Path, decode: bool = True) -> list[TaskReport]:
+    """One report per training task below `train_root` (folders of `default_train_roots`)."""
+    reports = []
+    for task, root in default_train_roots(train_root).items():
+        layout = TRAIN_LAYOUTS[task]
+        report = TaskReport(task, f'{task:<9} {root}')
+        try:
+            pairing = scan_train(task, root)
+        except DataLayoutError as err:
+            report.summary = 'not found: ' + str(err).split(';')[0]
+        else:
+            lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
+            _report(report, pairing, lq_dir, root / layout.gt_dir, decode, layout.allow_unused_gt)
+        reports.append(report)
+    return reports
+
+
+def check_test(test_root: str | Path, decode: bool = True) -> list[TaskReport]:
+    """One report per test set below `test_root`, and one per standard task that has none."""
+    root = Path(test_root)
+    if not root.is_dir():
+        return [TaskReport('', str(root), f'not found: {root} does not exist')]
+    reports = []
+    for task in all_test_tasks(root):
+        try:
+            found = scan_test_task(root, task)
+        except DataLayoutError as err:
+            reports.append(TaskReport(task, f'{task:<9} {root / task}', problems=[str(err).splitlines()[0]]))
+            continue
+        if not found:
+            reports.append(TaskReport(task, f'{task:<9} {root / task}', 'not found'))
+        for entry in found:
+            label = f'{task:<9} {entry.lq_dir.parent if entry.lq_dir else entry.gt_dir}'
+            reports.append(_report(TaskReport(task, label), entry.pairing, entry.lq_dir, entry.gt_dir, decode))
+    return reports
+
+
+def _groups(reports: list[TaskReport], task_of) -> list[str]:
+    """Whether each `--de_type` group has every task it needs in a usable state."""
+    lines = []
+    for group, tokens in GROUPS.items():
+        needed = dict.fromkeys(task_of(t) for t in tokens)
+        lacking = [t for t in needed if not any(r.task == t and r.usable for r in reports)]
+        verdict = 'yes' if not lacking else 'no, needs ' + ', '.join(lacking)
+        lines.append(f'  {group} (--de_type {" ".join(tokens)}): {verdict}')
+    return lines
+
+
+def _section(title: str, reports: list[TaskReport], layout: str) -> list[str]:
+    lines = [title]
+    for report in reports:
+        lines.append(f'  {report.label}: {report.summary}'.rstrip(': '))
+        lines.extend(f'    PROBLEM {p}' for p in report.problems)
+    if not all(r.found for r in reports):
+        lines += ['  Expected layout (what is not found above):', layout]
+    return lines
+
+
+def run_check(train_root: str | Path, test_root: str | Path, decode: bool = True) -> tuple[str, bool]:
+    """The report as text, and whether the tree is free of problems (and holds any data at all)."""
+    train, test = check_train(train_root, decode), check_test(test_root, decode)
+    lines = _section(f'Training data ({train_root}):', train, TRAIN_LAYOUT)
+    lines += ['Can train:', *_groups(train, train_task)]
+    lines += _section(f'Test data ({test_root}):', test, TEST_LAYOUT)
+    lines += ['Can test:', *_groups(test, train_task)]
+    ok = not any(r.problems for r in train + test) and any(r.found for r in train + test)
+    lines.append('No problem found.' if ok else 'Problems found (see PROBLEM lines), or no data at all.')
+    return '\n'.join(lines), ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--train_root', default='data/Train')
+    parser.add_argument('--test_root', default='data/Test')
+    parser.add_argument('--no_decode', action='store_true', help='only pair names; skip reading every image')
+    args = parser.parse_args(argv)
+    text, ok = run_check(args.train_root, args.test_root, decode=not args.no_decode)
+    print(text)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())

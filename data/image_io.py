@@ -1,0 +1,79 @@
+"""Reading and writing images as 8-bit RGB arrays (OpenCV decoding, which is the fast path for training).
+
+Every image enters the project through `read_rgb`: grayscale, RGBA, palette and 16-bit files come out as
+uint8 H x W x 3 RGB (alpha is dropped, 16-bit values are rounded to 8 bits), so no other module deals with
+formats.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+class ImageReadError(ValueError):
+    """An image file that cannot be decoded (unreadable, truncated, empty or of an unsupported kind)."""
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode an image file into a uint8 H x W x 3 RGB array.
+
+    Raises:
+        ImageReadError: naming the file, when it is missing, empty, truncated or not an image.
+    """
+    path = Path(path)
+    try:
+        buffer = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise ImageReadError(f'{path}: cannot read the file ({err})') from err
+    if buffer.size == 0:
+        raise ImageReadError(f'{path}: the file is empty (0 bytes); re-download or remove it')
+    # IMREAD_COLOR turns gray, gray+alpha, RGBA and palette images into 3 channels; ANYDEPTH keeps 16-bit
+    # values so that they are rounded here rather than truncated by the decoder.
+    image = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if image is None:
+        raise ImageReadError(f'{path}: not a decodable image (truncated or corrupt?); re-download or remove it')
+    if image.dtype == np.uint16:
+        image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageReadError(f'{path}: {image.dtype} pixels are not supported; convert it to 8- or 16-bit')
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def write_rgb(path: str | Path, image: np.ndarray) -> None:
+    """Encode a uint8 H x W x 3 RGB array to `path` (format from its extension); creates parent folders."""
+    path = Path(path)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'write_rgb({path}): expected a uint8 HxWx3 array, got {image.dtype} {image.shape}')
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in ('.jpg', '.jpeg') else []
+    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError(f'write_rgb({path}): OpenCV cannot encode {path.suffix!r}; use one of {IMAGE_EXTENSIONS}')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    encoded.tofile(path)
+
+
+def _is_image(path: Path) -> bool:
+    """An image by extension (case-insensitive), excluding hidden files such as macOS `._name.png`."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith('.')
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """The image files in `folder` (and its subfolders when `recursive`), sorted; hidden folders are skipped."""
+    folder = Path(folder)
+    if not recursive:
+        return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
+    found = []
+    for p in folder.rglob('*'):
+        hidden = any(part.startswith('.') for part in p.relative_to(folder).parts)
+        if not hidden and p.is_file() and _is_image(p):
+            found.append(p)
+    return sorted(found)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 H x W x 3 -> float32 3 x H x W in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)

@@ -1,0 +1,241 @@
+"""Where the images live, and how degraded and clean files are paired.
+
+The expected layouts are `TRAIN_LAYOUT` (default root `data/Train`; each task's folder can also be given on
+its own, see `data.train_set.default_train_roots`) and `TEST_LAYOUT` (default root `data/Test`), just below.
+A task folder may hold its pair of folders directly (`dehaze/{input,target}`) or one subfolder per set
+(`derain/Rain100L/{input,target}`); `{low,high}` and `{input,target}` are accepted everywhere.
+
+Pairing is by name, never by sorted order (sorted orders differ as soon as one file is missing). For a
+degraded file at relative path `sub/stem.ext` the clean partner is the first of these that exists:
+the same relative path; the same relative stem with any extension; `rain-N` -> `norain-N`; the stem
+before its first underscore (RESIDE `0001_0.8_0.2` -> `0001`). Each is tried inside the same subfolder
+first, then at the top of the clean folder (OTS keeps its hazy images in `partK/` and its clean ones flat).
+Degraded files without a partner, and clean files without a degraded one, are errors that list them.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from data.image_io import list_images
+
+TRAIN_LAYOUT = """\
+    Denoise/                                clean images, subfolders allowed (BSD400, WED); noise is made
+                                            on the fly
+    Derain/rainy/rain-N.png             <-> Derain/gt/norain-N.png                 (Rain100L train)
+    Dehaze/synthetic/[partK/]0001_*.jpg <-> Dehaze/original/0001.*                 (RESIDE OTS)
+    Deblur/blur/<sequence>/000001.png   <-> Deblur/sharp/<sequence>/000001.png     (GoPro)
+    lowlight/low/N.png                  <-> lowlight/high/N.png     (`low_light/` is accepted too)
+    single/degraded/X.png               <-> single/target/X.png     (any single degradation)"""
+TEST_LAYOUT = """\
+    denoise/<set>/               clean images (bsd68, kodak24); noise from data.degradations.test_noise
+    derain/<set>/{input,target}  (Rain100L)
+    dehaze/{input,target}        (SOTS outdoor: input 0001_0.8_0.2.jpg <-> target 0001.png)
+    deblur/{input,target}        (GoPro)
+    lowlight/{low,high}          (LOL)
+    <name>/{input,target}        any other paired set, tested as task <name> (e.g. the demo's `mixed`)"""
+PAIRED_DIRS = (('input', 'target'), ('low', 'high'))
+_LISTED = 20  # files named in an error message; the rest are counted
+
+
+class DataLayoutError(ValueError):
+    """A data folder that is missing, empty, or whose degraded and clean files do not pair up."""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One degraded/clean pair; `lq` is None where the degradation is synthesised (noise)."""
+
+    lq: Path | None
+    gt: Path
+    name: str  # the degraded file's path below its folder, '/'-separated, without extension
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """What pairing two folders found: the pairs, and the files left over."""
+
+    pairs: tuple[Pair, ...]
+    unmatched_lq: tuple[Path, ...] = ()
+    unmatched_gt: tuple[Path, ...] = ()
+    ambiguous: tuple[str, ...] = ()
+
+    def problems(self, lq_dir: Path | None, gt_dir: Path, allow_unused_gt: bool = False) -> list[str]:
+        """One message per kind of leftover; empty when the pairing is complete."""
+        out = list(self.ambiguous)
+        if self.unmatched_lq:
+            out.append(f'{len(self.unmatched_lq)} degraded file(s) in {lq_dir} have no clean partner in {gt_dir}: '
+                       + _names(self.unmatched_lq))
+        if self.unmatched_gt and not allow_unused_gt:
+            out.append(f'{len(self.unmatched_gt)} clean file(s) in {gt_dir} have no degraded partner in {lq_dir}: '
+                       + _names(self.unmatched_gt))
+        return out
+
+
+@dataclass(frozen=True)
+class TrainLayout:
+    """One training task's folders below its root; `lq_dir` None means clean images only."""
+
+    lq_dir: str | None
+    gt_dir: str
+    # OTS ships clean images whose hazy versions live in parts a user may not have downloaded.
+    allow_unused_gt: bool = False
+
+
+TRAIN_LAYOUTS: dict[str, TrainLayout] = {
+    'denoise': TrainLayout(None, '.'),
+    'derain': TrainLayout('rainy', 'gt'),
+    'dehaze': TrainLayout('synthetic', 'original', allow_unused_gt=True),
+    'deblur': TrainLayout('blur', 'sharp'),
+    'lowlight': TrainLayout('low', 'high'),
+    'single': TrainLayout('degraded', 'target'),
+}
+
+
+@dataclass(frozen=True)
+class FoundTestSet:
+    """A test set found below a test root, before it is checked for completeness."""
+
+    task: str
+    name: str
+    lq_dir: Path | None
+    gt_dir: Path
+    pairing: Pairing
+
+
+def _names(paths: tuple[Path, ...]) -> str:
+    shown = ', '.join(str(p) for p in paths[:_LISTED])
+    return shown + (f' ... and {len(paths) - _LISTED} more' if len(paths) > _LISTED else '')
+
+
+def _key(path: PurePosixPath) -> str:
+    return path.as_posix()
+
+
+def _candidates(rel: PurePosixPath) -> Iterator[str]:
+    """Clean-file keys a degraded file may pair with, best first (see the module docstring)."""
+    parents = [rel.parent] if rel.parent == PurePosixPath('.') else [rel.parent, PurePosixPath('.')]
+    for parent in parents:
+        yield _key(parent / rel.name)
+        yield _key(parent / rel.stem)
+        if rel.stem.lower().startswith('rain'):
+            yield _key(parent / f'no{rel.stem}')
+        if '_' in rel.stem:
+            yield _key(parent / rel.stem.split('_', 1)[0])
+
+
+def require_images(folder: Path, layout: str) -> list[Path]:
+    """The images below `folder` (recursively).
+
+    Raises:
+        DataLayoutError: naming the folder and showing `layout`, when it is missing or holds no image.
+    """
+    if not folder.is_dir():
+        raise DataLayoutError(f'{folder} does not exist; expected this layout:\n{layout}')
+    images = list_images(folder, recursive=True)
+    if not images:
+        raise DataLayoutError(f'{folder} holds no image; expected this layout:\n{layout}')
+    return images
+
+
+def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
+    """Pair the images below `lq_dir` with those below `gt_dir` by name (see the module docstring).
+
+    Raises:
+        DataLayoutError: when either folder is missing or empty; leftovers are reported in the result.
+    """
+    lq_files = require_images(lq_dir, layout)
+    gt_files = require_images(gt_dir, layout)
+    index: dict[str, list[Path]] = {}
+    for path in gt_files:
+        rel = PurePosixPath(path.relative_to(gt_dir).as_posix())
+        index.setdefault(_key(rel), []).append(path)
+        index.setdefault(_key(rel.with_suffix('')), []).append(path)
+    pairs, unmatched, ambiguous, used = [], [], [], set()
+    for path in lq_files:
+        rel = PurePosixPath(path.relative_to(lq_dir).as_posix())
+        match = next((index[k] for k in _candidates(rel) if k in index), None)
+        if match is None:
+            unmatched.append(path)
+        elif len(match) > 1:
+            ambiguous.append(f'{path} could pair with several clean files: {", ".join(map(str, match))}')
+        else:
+            pairs.append(Pair(path, match[0], _key(rel.with_suffix(''))))
+            used.add(match[0])
+    return Pairing(tuple(pairs), tuple(unmatched), tuple(p for p in gt_files if p not in used), tuple(ambiguous))
+
+
+def clean_images(folder: Path, layout: str) -> Pairing:
+    """Clean images only (noise is added on the fly): every image below `folder` is a pair with `lq` None."""
+    images = require_images(folder, layout)
+    return Pairing(tuple(Pair(None, p, _key(PurePosixPath(p.relative_to(folder).as_posix()).with_suffix('')))
+                         for p in images))
+
+
+def require_complete(pairing: Pairing, lq_dir: Path | None, gt_dir: Path, allow_unused_gt: bool = False
+                     ) -> tuple[Pair, ...]:
+    """The pairs, or a DataLayoutError listing every leftover file."""
+    problems = pairing.problems(lq_dir, gt_dir, allow_unused_gt)
+    if problems:
+        raise DataLayoutError('\n'.join(problems) + '\nPairing is by name: rename or remove these files.')
+    return pairing.pairs
+
+
+def scan_train(task: str, root: str | Path) -> Pairing:
+    """Pair one training task's folders below `root` (keys of `TRAIN_LAYOUTS`); leftovers are reported.
+
+    Raises:
+        DataLayoutError: when a folder is missing or empty.
+    """
+    layout = TRAIN_LAYOUTS[task]
+    root = Path(root)
+    if layout.lq_dir is None:
+        return clean_images(root, TRAIN_LAYOUT)
+    return pair_by_name(root / layout.lq_dir, root / layout.gt_dir, TRAIN_LAYOUT)
+
+
+def train_pairs(task: str, root: str | Path) -> tuple[Pair, ...]:
+    """The complete pairs of one training task.
+
+    Raises:
+        DataLayoutError: for a missing or empty folder and for files that do not pair up.
+    """
+    layout = TRAIN_LAYOUTS[task]
+    root = Path(root)
+    lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
+    return require_complete(scan_train(task, root), lq_dir, root / layout.gt_dir, layout.allow_unused_gt)
+
+
+def _pair_dirs(folder: Path) -> tuple[Path, Path] | None:
+    for lq_name, gt_name in PAIRED_DIRS:
+        if (folder / lq_name).is_dir() and (folder / gt_name).is_dir():
+            return folder / lq_name, folder / gt_name
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith('.'))
+
+
+def scan_test_task(test_root: str | Path, task: str) -> list[FoundTestSet]:
+    """The sets of one task below a test root: none where `test_root/task` is absent or empty.
+
+    Raises:
+        DataLayoutError: when the task folder holds something that is not a test layout, or a set's folder
+            is empty.
+    """
+    folder = Path(test_root) / task
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return []
+    if task == 'denoise':
+        sets = [(sub.name, None, sub) for sub in _subfolders(folder)]
+    elif (dirs := _pair_dirs(folder)) is not None:
+        sets = [(task, *dirs)]
+    else:
+        sets = [(sub.name, *dirs) for sub in _subfolders(folder) if (dirs := _pair_dirs(sub)) is not None]
+    if not sets:
+        raise DataLayoutError(f'{folder} holds no test set; expected this layout:\n{TEST_LAYOUT}')
+    return [FoundTestSet(task, name, lq_dir, gt_dir,
+                         clean_images(gt_dir, TEST_LAYOUT) if lq_dir is None
+                         else pair_by_name(lq_dir, gt_dir, TEST_LAYOUT))
+            for name, lq_dir, gt_dir in sets]
