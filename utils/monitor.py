@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -51,13 +50,13 @@ class Monitor:
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start_step + 1 if start_step else 0)
         self._jsonl = self._jsonl_path.open('a', encoding='utf-8')
 
-    def record_run(self, config: dict) -> None:
+    def record_run(self, config: dict, command: list[str]) -> None:
         """Saves the resolved config and the command line, and shows the config in TensorBoard."""
         if not self.enabled:
             return
         (self.log_dir / 'config.json').write_text(json.dumps(config, indent=2) + '\n', encoding='utf-8')
         with (self.log_dir / 'command.txt').open('a', encoding='utf-8') as handle:
-            handle.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")}\n{shlex.join([sys.executable] + sys.argv)}\n')
+            handle.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")}\n{shlex.join(command)}\n')
         text = '\n'.join(f'    {key}: {value}' for key, value in config.items())
         self.writer.add_text('config', text, 0)
 

@@ -1,0 +1,228 @@
+"""`trainer.py` end to end on a tiny model and a tiny data set (CPU): resume, checkpoints, logs, validation,
+the L1 ablation, non-finite steps, and the iteration on its own (batch size 1, a tiny overfit)."""
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import trainer
+from data.image_io import write_rgb
+from net import Critic, MRCNet
+from options import parse_args
+from utils import distributed
+from utils.checkpoint import CheckpointError, build_map, load_checkpoint
+from utils.iteration import ot_iteration
+from utils.objective import ObjectiveWeights
+
+TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
+TERMS = ('loss', 'critic_loss', 'gp', 'pix', 'fourier', 'contrastive', 'l1', 'critic_on_output', 'skipped')
+
+
+def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A smooth random colour image (a blurred noise field), uint8 H x W x 3."""
+    coarse = rng.random((h // 8 + 2, w // 8 + 2, 3))
+    return (np.kron(coarse, np.ones((8, 8, 1)))[:h, :w] * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    """One intra-op thread: on a small shared CPU, more threads make tiny convolutions many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    """Train: 3 clean images (noise) and 2 rain pairs; Test: 2 odd-sized rain pairs."""
+    root, rng = tmp_path_factory.mktemp('data'), np.random.default_rng(0)
+    for i in range(3):
+        write_rgb(root / 'Train/Denoise' / f'clean{i}.png', _image(rng, 40, 48))
+    for i in range(1, 3):
+        clean = _image(rng, 48, 40)
+        write_rgb(root / 'Train/Derain/gt' / f'norain-{i}.png', clean)
+        rainy = np.clip(clean.astype(int) + 40, 0, 255).astype(np.uint8)
+        write_rgb(root / 'Train/Derain/rainy' / f'rain-{i}.png', rainy)
+        write_rgb(root / 'Test/derain/input' / f'rain-{i}.png', _image(rng, 37, 45))
+        write_rgb(root / 'Test/derain/target' / f'norain-{i}.png', _image(rng, 37, 45))
+    return root
+
+
+def _argv(data, out, *extra: str) -> list[str]:
+    # 5 samples in batches of 2: 3 iterations per epoch, the last of one sample; iteration 0 paired, 1-2 unpaired.
+    return ['--preset', 'tiny', '--gpus', 'cpu', '--data_root', str(data / 'Train'), '--de_type', 'denoise_15',
+            'derain', '--replication', 'denoise_15=1', 'derain=1', '--batchSize', '2', '--pairnum', '2',
+            '--nEpochs', '2', '--save_every', '2', '--log_every', '1', '--image_every', '2', '--threads', '0',
+            '--ckpt_dir', str(out / 'ckpt'), '--log_dir', str(out / 'log'), *extra]
+
+
+def _records(out) -> list[dict]:
+    lines = (out / 'log/metrics.jsonl').read_text().splitlines()
+    return [record for record in map(json.loads, lines) if 'validation' not in record]
+
+
+@pytest.fixture(scope='module')
+def full_run(data, tmp_path_factory):
+    """Two uninterrupted epochs (6 iterations)."""
+    out = tmp_path_factory.mktemp('full')
+    trainer.main(_argv(data, out))
+    return out
+
+
+def test_resume_mid_epoch_repeats_the_uninterrupted_run(data, full_run, tmp_path):
+    trainer.main(_argv(data, tmp_path, '--resume', 'auto', '--max_iters', '4'))  # auto in an empty folder: fresh
+    stopped = load_checkpoint(tmp_path / 'ckpt/last.pth')
+    assert (stopped['epoch'], stopped['iteration'], stopped['step']) == (2, 1, 4)  # mid-epoch
+    trainer.main(_argv(data, tmp_path, '--resume', 'auto'))
+
+    expected, resumed = _records(full_run), _records(tmp_path)
+    assert [r['step'] for r in resumed] == list(range(1, 7))
+    for before, after in zip(expected, resumed, strict=True):
+        assert {k: before.get(k) for k in TERMS} == {k: after.get(k) for k in TERMS}, before['step']
+    final, reference = load_checkpoint(tmp_path / 'ckpt/last.pth'), load_checkpoint(full_run / 'ckpt/last.pth')
+    for network in ('map', 'critic'):
+        for name, value in reference[network].items():
+            assert torch.equal(final[network][name], value), name
+    assert final['critic_optimizer']['state'].keys() == reference['critic_optimizer']['state'].keys()
+
+
+def test_checkpoints_describe_the_run_and_load_without_code(full_run):
+    ckpt = full_run / 'ckpt'
+    assert sorted(p.name for p in ckpt.iterdir()) == ['epoch_0001.pth', 'epoch_0002.pth', 'last.pth', 'last_map.pth']
+    state = load_checkpoint(ckpt / 'last.pth')  # weights_only=True
+    assert (state['epoch'], state['iteration'], state['step'], state['world_size']) == (3, 0, 6, 1)
+    assert state['model'] == {'backbone': 'MRCNet', 'args': {**{k: list(v) if isinstance(v, tuple) else v
+                                                                for k, v in TINY.items()},
+                                                             'ffn_expansion_factor': 2.66}}
+    assert state['config']['de_type'] == ['denoise_15', 'derain'] and state['critic_patch_size'] == 32
+    assert state['map_scheduler']['last_epoch'] == 2 and len(state['rng']) == 1
+    assert state['map_optimizer']['param_groups'][0]['lr'] == pytest.approx(5e-5)
+    export = load_checkpoint(ckpt / 'last_map.pth')
+    assert set(export) == {'format', 'version', 'model', 'map', 'config'}
+    network, report = build_map(export)
+    assert str(report) == 'all keys matched'
+    with torch.no_grad():
+        restored, _ = network(torch.rand(1, 3, 21, 19))
+    assert restored.shape == (1, 3, 21, 19)
+
+
+def test_logs_hold_every_term_the_config_and_images(full_run):
+    records = _records(full_run)
+    assert [r['paired'] for r in records] == [True, False, False] * 2
+    assert 'l1' in records[0] and 'l1' not in records[1] and 'contrastive' not in records[1]
+    assert all(r['skipped'] == 0 and r['data_time'] >= 0 and r['lr_map'] == pytest.approx(5e-5) for r in records)
+    config = json.loads((full_run / 'log/config.json').read_text())
+    assert config['batchSize'] == 2 and config['preset'] == 'tiny'
+    assert '--preset tiny' in (full_run / 'log/command.txt').read_text()
+    events = EventAccumulator(str(full_run / 'log')).Reload()
+    tags = events.Tags()
+    for tag in ('loss/map', 'loss/critic', 'loss/gradient_penalty', 'ot/transport_distance', 'cost/pix',
+                'cost/fourier', 'cost/contrastive', 'loss/l1', 'lr/map', 'lr/critic', 'time/data', 'time/step',
+                'train/skipped_updates_total'):
+        assert tag in tags['scalars'], tag
+    assert [e.step for e in events.Scalars('loss/map')] == list(range(1, 7))
+    assert tags['images'] == ['samples/degraded_restored_target_residual']
+    assert 'config/text_summary' in tags['tensors']
+
+
+def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
+    trainer.main(_argv(data, tmp_path, '--nEpochs', '1', '--val_dir', str(data / 'Test'), '--val_tasks', 'derain',
+                        '--threads', '1'))
+    validations = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()
+                   if 'validation' in line]
+    assert len(validations) == 1 and validations[0]['step'] == 3
+    (record,) = validations[0]['validation']
+    assert (record['task'], record['n_images']) == ('derain', 2) and math.isfinite(record['psnr'])
+    best = load_checkpoint(tmp_path / 'ckpt/best.pth')
+    assert best['best_psnr'] == pytest.approx(record['psnr']) and (best['epoch'], best['iteration']) == (2, 0)
+    assert (tmp_path / 'ckpt/best_map.pth').is_file()
+    assert 'val_psnr/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
+
+
+def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
+    trainer.main(_argv(data, tmp_path, '--objective', 'l1', '--pairnum', '4', '--nEpochs', '1'))
+    records = _records(tmp_path)
+    assert [r['paired'] for r in records] == [True, True]  # the unpaired rest of the epoch is not run
+    assert set(records[0]) >= {'loss', 'l1'} and 'critic_loss' not in records[0]
+    state = load_checkpoint(tmp_path / 'ckpt/last.pth')
+    assert 'critic' not in state and 'critic_optimizer' not in state
+
+
+def test_unpaired_critic_sees_independent_clean_patches_unless_asked(data, tmp_path, monkeypatch):
+    shown = {}  # run -> what the critic was shown as clean images, per iteration
+    for run, extra in (('independent', []), ('official', ['--critic_on_targets'])):
+        seen = shown[run] = []
+
+        def spy(*args, seen=seen, **kwargs):
+            seen.append(args[6].clone())
+            return ot_iteration(*args, **kwargs)
+
+        monkeypatch.setattr(trainer, 'ot_iteration', spy)
+        trainer.main(_argv(data, tmp_path / run, '--nEpochs', '1', *extra))
+    independent, targets = shown['independent'], shown['official']  # same batches; official: the batch targets
+    assert len(independent) == 3 and torch.equal(independent[0], targets[0])  # paired: the targets in both
+    for own, target in zip(independent[1:], targets[1:], strict=True):
+        assert own.shape == target.shape and not torch.equal(own, target)
+
+
+def test_non_finite_steps_are_skipped_and_the_run_stops_after_k(data, tmp_path, monkeypatch):
+    calls = []
+
+    def poisoned(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 3:  # from the fourth iteration (epoch 2) on, every loss is NaN
+            args = (*args[:4], args[4] * math.nan, *args[5:])
+        return ot_iteration(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, 'ot_iteration', poisoned)
+    with pytest.warns(RuntimeWarning, match='update is skipped'), pytest.raises(SystemExit, match='--max_bad_iters 2'):
+        trainer.main(_argv(data, tmp_path, '--max_bad_iters', '2'))
+    assert [r['skipped'] for r in _records(tmp_path)] == [0, 0, 0, 3, 3]
+    last, good = load_checkpoint(tmp_path / 'ckpt/last.pth'), load_checkpoint(tmp_path / 'ckpt/epoch_0001.pth')
+    assert last['step'] == 4  # saved after one bad iteration, which changed nothing
+    for network in ('map', 'critic'):
+        assert all(torch.equal(value, good[network][name]) for name, value in last[network].items())
+
+
+def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):
+    with pytest.raises(CheckpointError, match='--dim'):
+        trainer.main(_argv(data, tmp_path, '--dim', '16', '--resume', str(full_run / 'ckpt/last.pth')))
+
+
+def test_max_minutes_stops_the_run():
+    config = parse_args(['--preset', 'tiny', '--max_minutes', '1'])
+    sync = distributed.GradientSync(distributed.Runtime(torch.device('cpu')))
+    assert trainer.stop_reason(config, 5, time.monotonic(), sync) is None
+    assert trainer.stop_reason(config, 5, time.monotonic() - 61, sync) == '--max_minutes 1 reached'
+
+
+@pytest.mark.parametrize('paired', [True, False])
+def test_an_iteration_works_on_a_batch_of_one(paired):
+    torch.manual_seed(0)
+    transport_map, critic = MRCNet(**TINY), Critic(32)
+    map_optimizer = torch.optim.RMSprop(transport_map.parameters(), lr=5e-5)
+    critic_optimizer = torch.optim.RMSprop(critic.parameters(), lr=1e-4)
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    terms = ot_iteration(transport_map, critic, map_optimizer, critic_optimizer, x, torch.tensor([3]), y,
+                         y if paired else None, ObjectiveWeights())
+    assert terms['skipped'] == 0 and all(math.isfinite(v) for v in terms.values())
+    assert terms.get('contrastive', 0.0) == 0.0  # no pair in a batch of one
+
+
+def test_a_tiny_overfit_run_lowers_the_loss():
+    torch.manual_seed(0)
+    transport_map, critic = MRCNet(**TINY), Critic(32)
+    map_optimizer = torch.optim.Adam(transport_map.parameters(), lr=2e-3)
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=1e-4)
+    y = torch.rand(2, 3, 32, 32)
+    x = (y + 0.1 * torch.randn_like(y)).clamp(0, 1)
+    l1 = [ot_iteration(transport_map, critic, map_optimizer, critic_optimizer, x, torch.tensor([1, 1]), y, y,
+                       ObjectiveWeights())['l1'] for _ in range(12)]
+    assert l1[-1] < 0.7 * l1[0]
+    assert l1[-1] < (x - y).abs().mean().item()  # better than handing back the noisy input
