@@ -15,6 +15,7 @@ Both metrics take their network as a plain callable, so tests use a stand-in.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +77,18 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     mu_a, mu_b = features_a.mean(0), features_b.mean(0)
     cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
     cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
-    root = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(root).all():
-        # Singular products (few images, many features): regularise as pytorch-fid does.
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', linalg.LinAlgWarning)
+        try:
+            root = linalg.sqrtm(cov_a @ cov_b)
+        except linalg.LinAlgWarning:
+            root = None
+    if root is None or not np.isfinite(root).all():
+        # Singular products (fewer images than features): regularise as pytorch-fid does.
         offset = np.eye(len(cov_a)) * 1e-6
-        root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', linalg.LinAlgWarning)
+            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     root = np.real(root)
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
 
