@@ -4,6 +4,7 @@ the L1 ablation, non-finite steps, and the iteration on its own (batch size 1, a
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,28 +39,33 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    """Train: 3 clean images (noise) and 2 rain pairs; Test: 2 odd-sized rain pairs."""
-    root, rng = tmp_path_factory.mktemp('data'), np.random.default_rng(0)
+def write_tiny_data(root: Path) -> Path:
+    """Train: 3 clean images (noise) and 2 rain pairs; Test: 2 odd-sized rain pairs. Returns `root`."""
+    rng = np.random.default_rng(0)
     for i in range(3):
         write_rgb(root / 'Train/Denoise' / f'clean{i}.png', _image(rng, 40, 48))
     for i in range(1, 3):
         clean = _image(rng, 48, 40)
-        write_rgb(root / 'Train/Derain/gt' / f'norain-{i}.png', clean)
         rainy = np.clip(clean.astype(int) + 40, 0, 255).astype(np.uint8)
+        write_rgb(root / 'Train/Derain/gt' / f'norain-{i}.png', clean)
         write_rgb(root / 'Train/Derain/rainy' / f'rain-{i}.png', rainy)
         write_rgb(root / 'Test/derain/input' / f'rain-{i}.png', _image(rng, 37, 45))
         write_rgb(root / 'Test/derain/target' / f'norain-{i}.png', _image(rng, 37, 45))
     return root
 
 
-def _argv(data, out, *extra: str) -> list[str]:
-    # 5 samples in batches of 2: 3 iterations per epoch, the last of one sample; iteration 0 paired, 1-2 unpaired.
+def tiny_argv(data: Path, out: Path, *extra: str) -> list[str]:
+    """Trainer flags for the tiny data: 5 samples in batches of 2, so 3 iterations per epoch, the last of one
+    sample; iteration 0 is paired, 1-2 unpaired."""
     return ['--preset', 'tiny', '--gpus', 'cpu', '--data_root', str(data / 'Train'), '--de_type', 'denoise_15',
             'derain', '--replication', 'denoise_15=1', 'derain=1', '--batchSize', '2', '--pairnum', '2',
             '--nEpochs', '2', '--save_every', '2', '--log_every', '1', '--image_every', '2', '--threads', '0',
             '--ckpt_dir', str(out / 'ckpt'), '--log_dir', str(out / 'log'), *extra]
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return write_tiny_data(tmp_path_factory.mktemp('data'))
 
 
 def _records(out) -> list[dict]:
@@ -71,15 +77,15 @@ def _records(out) -> list[dict]:
 def full_run(data, tmp_path_factory):
     """Two uninterrupted epochs (6 iterations)."""
     out = tmp_path_factory.mktemp('full')
-    trainer.main(_argv(data, out))
+    trainer.main(tiny_argv(data, out))
     return out
 
 
 def test_resume_mid_epoch_repeats_the_uninterrupted_run(data, full_run, tmp_path):
-    trainer.main(_argv(data, tmp_path, '--resume', 'auto', '--max_iters', '4'))  # auto in an empty folder: fresh
+    trainer.main(tiny_argv(data, tmp_path, '--resume', 'auto', '--max_iters', '4'))  # auto, empty folder: fresh
     stopped = load_checkpoint(tmp_path / 'ckpt/last.pth')
     assert (stopped['epoch'], stopped['iteration'], stopped['step']) == (2, 1, 4)  # mid-epoch
-    trainer.main(_argv(data, tmp_path, '--resume', 'auto'))
+    trainer.main(tiny_argv(data, tmp_path, '--resume', 'auto'))
 
     expected, resumed = _records(full_run), _records(tmp_path)
     assert [r['step'] for r in resumed] == list(range(1, 7))
@@ -132,8 +138,8 @@ def test_logs_hold_every_term_the_config_and_images(full_run):
 
 
 def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
-    trainer.main(_argv(data, tmp_path, '--nEpochs', '1', '--val_dir', str(data / 'Test'), '--val_tasks', 'derain',
-                        '--threads', '1'))
+    trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--val_dir', str(data / 'Test'), '--val_tasks',
+                           'derain', '--threads', '1'))
     validations = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()
                    if 'validation' in line]
     assert len(validations) == 1 and validations[0]['step'] == 3
@@ -146,7 +152,7 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
 
 
 def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
-    trainer.main(_argv(data, tmp_path, '--objective', 'l1', '--pairnum', '4', '--nEpochs', '1'))
+    trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--pairnum', '4', '--nEpochs', '1'))
     records = _records(tmp_path)
     assert [r['paired'] for r in records] == [True, True]  # the unpaired rest of the epoch is not run
     assert set(records[0]) >= {'loss', 'l1'} and 'critic_loss' not in records[0]
@@ -164,7 +170,7 @@ def test_unpaired_critic_sees_independent_clean_patches_unless_asked(data, tmp_p
             return ot_iteration(*args, **kwargs)
 
         monkeypatch.setattr(trainer, 'ot_iteration', spy)
-        trainer.main(_argv(data, tmp_path / run, '--nEpochs', '1', *extra))
+        trainer.main(tiny_argv(data, tmp_path / run, '--nEpochs', '1', *extra))
     independent, targets = shown['independent'], shown['official']  # same batches; official: the batch targets
     assert len(independent) == 3 and torch.equal(independent[0], targets[0])  # paired: the targets in both
     for own, target in zip(independent[1:], targets[1:], strict=True):
@@ -182,7 +188,7 @@ def test_non_finite_steps_are_skipped_and_the_run_stops_after_k(data, tmp_path, 
 
     monkeypatch.setattr(trainer, 'ot_iteration', poisoned)
     with pytest.warns(RuntimeWarning, match='update is skipped'), pytest.raises(SystemExit, match='--max_bad_iters 2'):
-        trainer.main(_argv(data, tmp_path, '--max_bad_iters', '2'))
+        trainer.main(tiny_argv(data, tmp_path, '--max_bad_iters', '2'))
     assert [r['skipped'] for r in _records(tmp_path)] == [0, 0, 0, 3, 3]
     last, good = load_checkpoint(tmp_path / 'ckpt/last.pth'), load_checkpoint(tmp_path / 'ckpt/epoch_0001.pth')
     assert last['step'] == 4  # saved after one bad iteration, which changed nothing
@@ -192,7 +198,7 @@ def test_non_finite_steps_are_skipped_and_the_run_stops_after_k(data, tmp_path, 
 
 def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):
     with pytest.raises(CheckpointError, match='--dim'):
-        trainer.main(_argv(data, tmp_path, '--dim', '16', '--resume', str(full_run / 'ckpt/last.pth')))
+        trainer.main(tiny_argv(data, tmp_path, '--dim', '16', '--resume', str(full_run / 'ckpt/last.pth')))
 
 
 def test_max_minutes_stops_the_run():

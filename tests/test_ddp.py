@@ -1,0 +1,93 @@
+"""Several processes (gloo on the CPU): sharded resumable sampling, gradient averaging that keeps every process's
+weights identical, and a 2-process torchrun training run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from net import Critic, MRCNet
+from tests.test_trainer import TINY, tiny_argv, write_tiny_data
+from utils import distributed
+from utils.checkpoint import load_checkpoint
+from utils.iteration import ot_iteration
+from utils.objective import ObjectiveWeights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _runtime(rank: int, world_size: int) -> distributed.Runtime:
+    return distributed.Runtime(torch.device('cpu'), rank, world_size, rank)
+
+
+def test_shards_cover_the_epoch_and_resume_mid_shard():
+    dataset = list(range(11))
+    shards = [list(distributed.ShardSampler(dataset, _runtime(rank, 2), seed=3)) for rank in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 6  # padded to equal length: ranks run the same number of batches
+    assert set(shards[0] + shards[1]) == set(dataset)
+    sampler = distributed.ShardSampler(dataset, _runtime(1, 2), seed=3)
+    sampler.set_epoch(4)
+    whole = list(sampler)
+    sampler.set_epoch(4, start=4)
+    assert list(sampler) == whole[4:] and len(sampler) == 2
+    sampler.set_epoch(5)
+    assert list(sampler) != whole  # a new permutation each epoch
+
+
+def _train_two_ranks(rank: int, init_file: str) -> None:
+    """One of two processes: different initial weights and data, a NaN on rank 1 in the second iteration."""
+    torch.set_num_threads(1)
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    runtime = _runtime(rank, 2)
+    torch.manual_seed(rank)  # different initial weights on each process: broadcast_state must align them
+    transport_map, critic = MRCNet(**TINY), Critic(32)
+    for network in (transport_map, critic):
+        distributed.broadcast_state(network, runtime)
+    initial = torch.cat([p.detach().flatten().clone() for p in transport_map.parameters()])
+    map_optimizer = torch.optim.RMSprop(transport_map.parameters(), lr=5e-5)
+    critic_optimizer = torch.optim.RMSprop(critic.parameters(), lr=1e-4)
+    sync = distributed.GradientSync(runtime)
+    skipped = []
+    for iteration in range(3):
+        x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)  # this process's own batch
+        if iteration == 1 and rank == 1:
+            x[0, 0, 0, 0] = float('nan')
+        terms = ot_iteration(transport_map, critic, map_optimizer, critic_optimizer, x, torch.tensor([0, 3]), y,
+                             y, ObjectiveWeights(), sync=sync)
+        skipped.append(terms['skipped'])
+    assert skipped == [0, 3, 0]  # both processes skip the update that is bad on one of them
+    for network in (transport_map, critic):
+        mine = torch.cat([p.detach().flatten() for p in network.parameters()])
+        theirs = [torch.empty_like(mine) for _ in range(2)]
+        dist.all_gather(theirs, mine)
+        assert torch.equal(theirs[0], theirs[1])
+    assert not torch.equal(initial, torch.cat([p.detach().flatten() for p in transport_map.parameters()]))
+    dist.destroy_process_group()
+
+
+@pytest.mark.filterwarnings('ignore::RuntimeWarning')
+def test_gradient_averaging_keeps_the_processes_identical(tmp_path):
+    mp.spawn(_train_two_ranks, args=(str(tmp_path / 'rendezvous'),), nprocs=2)
+
+
+def test_torchrun_trains_on_two_processes(tmp_path):
+    data = write_tiny_data(tmp_path / 'data')
+    # Per process: 3 of the 5 samples (padded), 2 iterations per epoch; pairnum 4 = 1 paired iteration of 2 x 2.
+    argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--max_iters', '3')
+    command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'trainer.py',
+               *argv]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Every save checks that the processes hold identical weights (trainer.py raises otherwise).
+    state = load_checkpoint(tmp_path / 'ckpt/last.pth')
+    assert (state['world_size'], len(state['rng']), state['step']) == (2, 2, 3)
+    records = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()]
+    assert [r['step'] for r in records] == [1, 2, 3]  # rank 0 alone logs
+    assert [r['paired'] for r in records] == [True, False, True]
