@@ -40,6 +40,9 @@ def test_noise(clean: np.ndarray, sigma: float, seed: int = TEST_NOISE_SEED) -> 
     return add_gaussian_noise(clean, sigma, np.random.RandomState(seed))
 
 
+test_noise.__test__ = False  # a library function, not a pytest test, where a test module imports it by name
+
+
 def _line_kernel(length: int, angle_deg: float, width: float) -> np.ndarray:
     """A normalised, anti-aliased straight streak of `length` pixels at `angle_deg` from vertical."""
     size = length + 2 if length % 2 else length + 3

@@ -5,6 +5,7 @@ uint8 H x W x 3 RGB (alpha is dropped, 16-bit values are rounded to 8 bits), so 
 formats.
 """
 
+import os
 from pathlib import Path
 
 import cv2
@@ -44,14 +45,17 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def write_rgb(path: str | Path, image: np.ndarray) -> None:
-    """Encode a uint8 H x W x 3 RGB array to `path` (format from its extension); creates parent folders."""
+    """Encode a uint8 H x W x 3 RGB array to `path` (format from its extension, JPEG at quality 95); creates
+    parent folders."""
     path = Path(path)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f'write_rgb({path}): expected a uint8 HxWx3 array, got {image.dtype} {image.shape}')
+    if path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f'write_rgb({path}): cannot encode {path.suffix!r}; use one of {IMAGE_EXTENSIONS}')
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in ('.jpg', '.jpeg') else []
     ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise ValueError(f'write_rgb({path}): OpenCV cannot encode {path.suffix!r}; use one of {IMAGE_EXTENSIONS}')
+        raise ValueError(f'write_rgb({path}): OpenCV failed to encode the image')
     path.parent.mkdir(parents=True, exist_ok=True)
     encoded.tofile(path)
 
@@ -62,15 +66,15 @@ def _is_image(path: Path) -> bool:
 
 
 def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """The image files in `folder` (and its subfolders when `recursive`), sorted; hidden folders are skipped."""
+    """The image files in `folder` (and its subfolders when `recursive`, following links to folders), sorted;
+    hidden files and folders are skipped."""
     folder = Path(folder)
     if not recursive:
         return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
     found = []
-    for p in folder.rglob('*'):
-        hidden = any(part.startswith('.') for part in p.relative_to(folder).parts)
-        if not hidden and p.is_file() and _is_image(p):
-            found.append(p)
+    for parent, folders, files in os.walk(folder, followlinks=True):
+        folders[:] = [name for name in folders if not name.startswith('.')]
+        found.extend(Path(parent) / name for name in files if _is_image(Path(name)))
     return sorted(found)
 
 

@@ -218,14 +218,14 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def scan_test_task(test_root: str | Path, task: str) -> list[FoundTestSet]:
-    """The sets of one task below a test root: none where `test_root/task` is absent or empty.
+    """The sets of one task below a test root: none where `test_root/task` is absent or holds no image.
 
     Raises:
         DataLayoutError: when the task folder holds something that is not a test layout, or a set's folder
             is empty.
     """
     folder = Path(test_root) / task
-    if not folder.is_dir() or not any(folder.iterdir()):
+    if not folder.is_dir() or not list_images(folder, recursive=True):
         return []
     if task == 'denoise':
         sets = [(sub.name, None, sub) for sub in _subfolders(folder)]

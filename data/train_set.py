@@ -156,23 +156,26 @@ class _PatchSet(Dataset):
             raise cached
         return read_rgb(path) if cached is None else cached
 
-    def _load(self, source: _Source, position: int, rng: np.random.Generator) -> tuple[object, list[np.ndarray]]:
+    def _load(self, source: _Source, position: int, rng: np.random.Generator) -> tuple[Pair, list[np.ndarray]]:
         """The item at `position` and its decoded images; with `skip_unreadable`, an unreadable item is
-        replaced by a random other item of the same token."""
-        for _ in range(len(source.items)):
-            item = source.items[position]
+        replaced by the next readable one from a random place in the token's list (and counted once)."""
+        count = len(source.items)
+        start = int(rng.integers(count))
+        others = [(start + k) % count for k in range(count) if (start + k) % count != position]
+        for attempt, index in enumerate([position, *others]):
+            item = source.items[index]
             try:
                 return item, [self._read(p) for p in self._paths(item)]
             except ImageReadError as err:
                 if not self.skip_unreadable:
                     raise ImageReadError(f'{err} (or pass skip_unreadable=True to skip such files)') from err
-                worker = get_worker_info()
-                self._skipped[0 if worker is None else 1 + worker.id % (_COUNT_SLOTS - 1)] += 1
+                if attempt == 0:
+                    worker = get_worker_info()
+                    self._skipped[0 if worker is None else 1 + worker.id % (_COUNT_SLOTS - 1)] += 1
                 if err.args[0] not in self._reported:
                     self._reported.add(err.args[0])
                     log.warning('skipping an unreadable image: %s', err)
-                position = int(rng.integers(len(source.items)))
-        raise ImageReadError(f'--de_type {source.token}: no readable image found after {len(source.items)} tries')
+        raise ImageReadError(f'--de_type {source.token}: none of its {count} images is readable')
 
 
 def _patches(images: list[np.ndarray], patch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -1,0 +1,93 @@
+"""`data.test_sets`: discovery of every test layout, full-size items, the noise protocol and the errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from data import degradations
+from data.image_io import read_rgb, write_rgb
+from data.layouts import DataLayoutError
+from data.test_sets import TEST_TASKS, TestSet, find_test_sets
+from tests.test_data_layouts import make_test_tree, write_pair
+
+
+@pytest.fixture
+def test_root(tmp_path):
+    return make_test_tree(tmp_path / 'Test')
+
+
+def test_every_task_is_found_with_its_degradation_id(test_root):
+    sets, missing = find_test_sets(test_root, TEST_TASKS)
+    assert missing == []
+    found = [(s.task, s.name, s.sigma, s.task_id, len(s)) for s in sets]
+    assert found == [
+        ('denoise', 'bsd68', 15, 0, 1), ('denoise', 'bsd68', 25, 1, 1), ('denoise', 'bsd68', 50, 2, 1),
+        ('denoise', 'kodak24', 15, 0, 1), ('denoise', 'kodak24', 25, 1, 1), ('denoise', 'kodak24', 50, 2, 1),
+        ('derain', 'Rain100L', None, 3, 2), ('dehaze', 'dehaze', None, 4, 1), ('deblur', 'deblur', None, 5, 1),
+        ('lowlight', 'lowlight', None, 6, 1)]
+    assert [s.label for s in sets[:1] + sets[6:7]] == ['denoise/bsd68/sigma15', 'derain/Rain100L']
+
+
+def test_no_tasks_means_every_folder_including_mixed(test_root):
+    sets, _ = find_test_sets(test_root, sigmas=(25, 10))
+    mixed = sets[-1]
+    assert (mixed.task, mixed.name, mixed.task_id) == ('mixed', 'mixed', None)
+    assert [(s.sigma, s.task_id) for s in sets if s.name == 'bsd68'] == [(25, 1), (10, None)]
+
+
+def test_items_are_full_size_and_paired_by_name(test_root):
+    sets, _ = find_test_sets(test_root, ['derain', 'deblur'])
+    for test_set in sets:
+        for index in range(len(test_set)):
+            item = test_set[index]
+            assert set(item) == {'lq', 'gt', 'task', 'name'} and item['task'] == test_set.task
+            assert item['lq'].shape == item['gt'].shape == (3, 20, 24) and item['lq'].dtype == torch.float32
+            torch.testing.assert_close(item['lq'], 1 - item['gt'], rtol=0, atol=1e-6)
+    assert [sets[0][i]['name'] for i in range(2)] == ['rain-001', 'rain-002']
+
+
+def test_denoise_sets_use_the_test_noise_protocol(test_root):
+    sets, _ = find_test_sets(test_root, ['denoise'], sigmas=(25,))
+    lq, gt = sets[1].images(0)
+    assert gt.shape == (18, 26, 3)  # kodak24's image, not cropped
+    assert np.array_equal(gt, read_rgb(test_root / 'denoise/kodak24/kodim01.png'))
+    assert np.array_equal(lq, degradations.test_noise(gt, 25))
+    item = sets[1][0]
+    assert item['name'] == 'kodim01' and torch.equal(item['lq'], torch.from_numpy(lq).permute(2, 0, 1) / 255)
+
+
+def test_missing_tasks_are_reported_not_raised(test_root):
+    sets, missing = find_test_sets(test_root, ['derain', 'snow'])
+    assert [s.task for s in sets] == ['derain']
+    assert len(missing) == 1 and missing[0].startswith('snow: no test set at') and 'snow/{input,target}' in missing[0]
+    (test_root / 'deblur/input/GOPR0384_11_00-000001.png').unlink()
+    (test_root / 'deblur/target/GOPR0384_11_00-000001.png').unlink()
+    assert find_test_sets(test_root, ['deblur'])[1][0].startswith('deblur: no test set at')
+
+
+def test_a_missing_or_empty_root_is_an_error_showing_the_layout(tmp_path):
+    with pytest.raises(DataLayoutError, match=r'(?s)test root .*nowhere does not exist; expected .*lowlight/\{low'):
+        find_test_sets(tmp_path / 'nowhere', TEST_TASKS)
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(DataLayoutError, match=r'test root .*empty is empty'):
+        find_test_sets(tmp_path / 'empty', TEST_TASKS)
+
+
+def test_unmatched_files_are_an_error_listing_them(test_root):
+    write_pair(test_root / 'dehaze/input/0002_0.9_0.1.png', test_root / 'dehaze/target/0003.png', 5)
+    with pytest.raises(DataLayoutError, match=r'(?s)0002_0\.9_0\.1\.png.*0003\.png.*rename or remove'):
+        find_test_sets(test_root, ['dehaze'])
+
+
+def test_pairs_of_different_sizes_are_an_error(test_root):
+    write_rgb(test_root / 'lowlight/low/1.png', np.zeros((4, 4, 3), np.uint8))
+    sets, _ = find_test_sets(test_root, ['lowlight'])
+    with pytest.raises(DataLayoutError, match=r'1\.png \(4, 4\) and .*1\.png \(20, 24\) differ in size'):
+        sets[0][0]
+
+
+def test_a_sigma_is_needed_for_denoise_only():
+    with pytest.raises(ValueError, match='sigma is needed for, and only for, the denoise task'):
+        TestSet('denoise', 'bsd68', [])
+    with pytest.raises(ValueError, match='sigma'):
+        TestSet('derain', 'Rain100L', [], sigma=15)
