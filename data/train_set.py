@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -63,20 +64,20 @@ def dihedral(image: np.ndarray, mode: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Source:
-    """One token's images: `items` are pairs (the paired set) or clean paths (the clean source)."""
+    """One token's pairs, repeated `replication` times per epoch."""
 
     token: str
-    items: tuple
+    pairs: tuple[Pair, ...]
     replication: int
 
     @property
     def size(self) -> int:
-        return len(self.items) * self.replication
+        return len(self.pairs) * self.replication
 
 
 class _PatchSet(Dataset):
-    """What both training datasets share: the per-token sources, seeding, reading (cached or not) and
-    skipping of unreadable files."""
+    """What both training datasets share: the per-token sources and the index layout, seeding, reading
+    (cached or not) and skipping of unreadable files."""
 
     stream = _PAIRED_STREAM
 
@@ -95,7 +96,7 @@ class _PatchSet(Dataset):
             if task not in roots:
                 raise DataLayoutError(f'no training root for task {task!r} (needed by --de_type); give its folder')
             pairs[task] = train_pairs(task, roots[task])
-        self.sources = [_Source(t, self._items(pairs[train_task(t)]), counts[t]) for t in self.tokens]
+        self.sources = [_Source(t, pairs[train_task(t)], counts[t]) for t in self.tokens]
         self._ends = np.cumsum([s.size for s in self.sources]).tolist()
         self.patch_size = patch_size
         self.seed = seed
@@ -105,10 +106,10 @@ class _PatchSet(Dataset):
         # workers of another start method): each process counts in its own slot.
         self._epoch = multiprocessing.RawValue('q', 0)
         self._skipped = multiprocessing.RawArray('q', _COUNT_SLOTS)
-        self._reported: set[Path] = set()
+        self._reported: set[str] = set()
         self._cache: dict[Path, np.ndarray | ImageReadError] = {}
         if cache:
-            for path in dict.fromkeys(p for s in self.sources for item in s.items for p in self._paths(item)):
+            for path in dict.fromkeys(p for s in self.sources for pair in s.pairs for p in self._paths(pair)):
                 try:
                     self._cache[path] = read_rgb(path)
                 except ImageReadError as err:
@@ -117,12 +118,9 @@ class _PatchSet(Dataset):
                     self._cache[path] = err
 
     @staticmethod
-    def _items(pairs: tuple[Pair, ...]) -> tuple:
-        return pairs
-
-    @staticmethod
-    def _paths(item) -> tuple[Path, ...]:
-        return tuple(p for p in (item.lq, item.gt) if p is not None)
+    def _paths(pair: Pair) -> tuple[Path, ...]:
+        """The files a sample of `pair` reads."""
+        return tuple(p for p in (pair.lq, pair.gt) if p is not None)
 
     def __len__(self) -> int:
         return self._ends[-1]
@@ -142,40 +140,50 @@ class _PatchSet(Dataset):
         return sum(self._skipped)
 
     def _locate(self, index: int) -> tuple[_Source, int, np.random.Generator]:
-        """Sample `index`'s token source, its item within the token's list, and its random generator."""
+        """Sample `index`'s token source, its pair within the token's list, and its random generator."""
         if not 0 <= index < len(self):
             raise IndexError(f'index {index} out of range for {len(self)} samples')
         k = bisect.bisect_right(self._ends, index)
         source = self.sources[k]
-        position = (index - (self._ends[k - 1] if k else 0)) % len(source.items)
+        position = (index - (self._ends[k - 1] if k else 0)) % len(source.pairs)
         return source, position, np.random.default_rng((self.seed, self.stream, self.epoch, index))
 
-    def _read(self, path: Path) -> np.ndarray:
-        cached = self._cache.get(path)
-        if isinstance(cached, ImageReadError):
-            raise cached
-        return read_rgb(path) if cached is None else cached
+    def _read(self, pair: Pair) -> list[np.ndarray]:
+        images = []
+        for path in self._paths(pair):
+            cached = self._cache.get(path)
+            if isinstance(cached, ImageReadError):
+                raise cached
+            images.append(read_rgb(path) if cached is None else cached)
+        return images
 
-    def _load(self, source: _Source, position: int, rng: np.random.Generator) -> tuple[Pair, list[np.ndarray]]:
-        """The item at `position` and its decoded images; with `skip_unreadable`, an unreadable item is
-        replaced by the next readable one from a random place in the token's list (and counted once)."""
-        count = len(source.items)
-        start = int(rng.integers(count))
-        others = [(start + k) % count for k in range(count) if (start + k) % count != position]
-        for attempt, index in enumerate([position, *others]):
-            item = source.items[index]
+    def _skip(self, err: ImageReadError) -> None:
+        if not self.skip_unreadable:
+            raise ImageReadError(f'{err} (or pass skip_unreadable=True to skip such files)') from err
+        if err.args[0] not in self._reported:
+            self._reported.add(err.args[0])
+            log.warning('skipping an unreadable image: %s', err)
+
+    def _load(self, token: str, pairs: tuple[Pair, ...], position: int, rng: np.random.Generator
+              ) -> tuple[Pair, list[np.ndarray]]:
+        """`pairs[position]` and its decoded images; with `skip_unreadable`, an unreadable pair is replaced by
+        the next readable one from a random place in the list (and counted)."""
+        try:
+            return pairs[position], self._read(pairs[position])
+        except ImageReadError as err:
+            self._skip(err)
+        worker = get_worker_info()
+        self._skipped[0 if worker is None else 1 + worker.id % (_COUNT_SLOTS - 1)] += 1
+        start = int(rng.integers(len(pairs)))
+        for k in range(len(pairs)):
+            if (start + k) % len(pairs) == position:
+                continue
+            pair = pairs[(start + k) % len(pairs)]
             try:
-                return item, [self._read(p) for p in self._paths(item)]
+                return pair, self._read(pair)
             except ImageReadError as err:
-                if not self.skip_unreadable:
-                    raise ImageReadError(f'{err} (or pass skip_unreadable=True to skip such files)') from err
-                if attempt == 0:
-                    worker = get_worker_info()
-                    self._skipped[0 if worker is None else 1 + worker.id % (_COUNT_SLOTS - 1)] += 1
-                if err.args[0] not in self._reported:
-                    self._reported.add(err.args[0])
-                    log.warning('skipping an unreadable image: %s', err)
-        raise ImageReadError(f'--de_type {source.token}: none of its {count} images is readable')
+                self._skip(err)
+        raise ImageReadError(f'--de_type {token}: none of its {len(pairs)} images is readable')
 
 
 def _patches(images: list[np.ndarray], patch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -202,7 +210,7 @@ class TrainDataset(_PatchSet):
 
     def __getitem__(self, index: int) -> dict:
         source, position, rng = self._locate(index)
-        pair, images = self._load(source, position, rng)
+        pair, images = self._load(source.token, source.pairs, position, rng)
         if len(images) == 2 and images[0].shape != images[1].shape:
             raise DataLayoutError(f'{pair.lq} {images[0].shape[:2]} and {pair.gt} {images[1].shape[:2]} differ '
                                   'in size; fix the pair (python -m data.check lists every such pair)')
@@ -215,22 +223,28 @@ class TrainDataset(_PatchSet):
 
 class CleanPatchSource(_PatchSet):
     """Clean patches for unpaired training (the critic's samples of the clean distribution): items `{'gt',
-    'task', 'name'}` as in `TrainDataset`.
+    'task', 'name'}` (`name`: the clean file's stem), with `TrainDataset`'s arguments.
 
-    It takes `TrainDataset`'s arguments and has the same tokens, lengths per token and replication, but each
-    token draws from its distinct clean images (an OTS clean image once, not once per hazy version), and the
-    image of sample `index` is a random choice seeded apart from the paired set: no sampler, however it
-    is seeded, can line a clean patch up with its degraded partner.
+    Its index layout is `TrainDataset`'s (same length, same token at each index), so that index `i` of both
+    can be drawn together; but the image of sample `i` is a random choice among the token's distinct clean
+    images (an OTS clean image once, not once per hazy version), seeded apart from the paired set: however
+    the samplers are seeded, a clean patch is not its degraded partner's.
     """
 
     stream = _CLEAN_STREAM
 
     @staticmethod
-    def _items(pairs: tuple[Pair, ...]) -> tuple:
-        return tuple({p.gt: Pair(None, p.gt, p.gt.stem) for p in pairs}.values())
+    def _paths(pair: Pair) -> tuple[Path, ...]:
+        return (pair.gt,)
+
+    @cached_property
+    def clean(self) -> dict[str, tuple[Pair, ...]]:
+        """Each token's distinct clean images."""
+        return {s.token: tuple({p.gt: Pair(None, p.gt, p.gt.stem) for p in s.pairs}.values()) for s in self.sources}
 
     def __getitem__(self, index: int) -> dict:
         source, _, rng = self._locate(index)
-        item, images = self._load(source, int(rng.integers(len(source.items))), rng)
+        clean = self.clean[source.token]
+        item, images = self._load(source.token, clean, int(rng.integers(len(clean))), rng)
         patch = _patches(images, self.patch_size, rng)[0]
         return {'gt': to_tensor(patch), 'task': DE_TYPES[source.token], 'name': item.name}

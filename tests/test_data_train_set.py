@@ -22,7 +22,7 @@ def roots(tmp_path):
 
 def test_length_is_the_replicated_concatenation(roots):
     data = TrainDataset(roots, ALL, 8)
-    sizes = {s.token: (len(s.items), s.replication) for s in data.sources}
+    sizes = {s.token: (len(s.pairs), s.replication) for s in data.sources}
     assert sizes == {'denoise_15': (2, 5), 'denoise_25': (2, 5), 'denoise_50': (2, 5), 'derain': (3, 360),
                      'dehaze': (3, 1), 'deblur': (2, 35), 'lowlight': (1, 150), 'single': (1, 5)}
     assert len(data) == 3 * 2 * 5 + 3 * 360 + 3 + 2 * 35 + 150 + 5
@@ -119,12 +119,13 @@ def test_cache_gives_the_same_samples(roots):
 def test_clean_patch_source_is_independent_of_the_pairing(roots):
     pairs = TrainDataset(roots, ['dehaze', 'derain'], 8, replication={'derain': 20})
     clean = CleanPatchSource(roots, ['dehaze', 'derain'], 8, replication={'derain': 20})
-    assert [len(s.items) for s in clean.sources] == [2, 3]  # the 2 distinct OTS clean images, once each
-    assert len(clean) == 2 + 3 * 20
+    assert len(clean) == len(pairs) == 3 + 3 * 20  # index i of both can be drawn together
+    assert [p.name for p in clean.clean['dehaze']] == ['0001', '0002']  # distinct OTS clean images
     item = clean[0]
-    assert set(item) == {'gt', 'task', 'name'} and item['gt'].shape == (3, 8, 8) and item['task'] == 4
-    names = [clean[i]['name'] for i in range(2, len(clean))]
-    partners = [pairs[i - 1]['name'].replace('rain', 'norain') for i in range(2, len(clean))]
+    assert set(item) == {'gt', 'task', 'name'} and item['gt'].shape == (3, 8, 8)
+    assert [clean[i]['task'] for i in range(len(clean))] == [pairs[i]['task'] for i in range(len(pairs))]
+    names = [clean[i]['name'] for i in range(3, len(clean))]
+    partners = [pairs[i]['name'].replace('rain', 'norain') for i in range(3, len(clean))]
     assert set(names) == {'norain-1', 'norain-2', 'norain-10'}
     assert sum(n == p for n, p in zip(names, partners, strict=True)) < len(names) / 2
 
@@ -139,6 +140,10 @@ def test_unreadable_files_raise_or_are_skipped_and_counted(roots):
         names = [skipping[i]['name'] for i in range(len(skipping))]
         assert 'rain-2' not in names and len(names) == 12
         assert skipping.skipped_unreadable == 4
+    (roots['derain'] / 'rainy/rain-1.png').write_bytes(b'')
+    (roots['derain'] / 'rainy/rain-10.png').write_bytes(b'')
+    with pytest.raises(ImageReadError, match='--de_type derain: none of its 3 images is readable'):
+        TrainDataset(roots, ['derain'], 8, skip_unreadable=True)[0]
 
 
 def test_skip_counts_reach_the_main_process_from_workers(roots):
