@@ -50,19 +50,20 @@ def _sizes(pairs: Sequence[Pair], decode: bool, desc: str) -> tuple[str, list[st
     """A summary of the image sizes (width x height), and the unreadable files and mismatched pairs."""
     if not decode:
         return '', []
-    sizes, problems = set(), []
+    known: dict[Path, tuple[int, int] | None] = {}  # a clean image may serve several pairs (OTS)
+    problems = []
     for pair in tqdm(pairs, desc=desc, leave=False, disable=len(pairs) < 50):
-        shapes = {}
         for path in (pair.lq, pair.gt):
-            if path is None:
-                continue
-            try:
-                shapes[path] = read_rgb(path).shape[:2]
-            except ImageReadError as err:
-                problems.append(f'unreadable: {err}')
+            if path is not None and path not in known:
+                try:
+                    known[path] = read_rgb(path).shape[:2]
+                except ImageReadError as err:
+                    known[path] = None
+                    problems.append(f'unreadable: {err}')
+        shapes = {p: known[p] for p in (pair.lq, pair.gt) if p is not None and known[p] is not None}
         if len(set(shapes.values())) > 1:
             problems.append('sizes differ: ' + ', '.join(f'{p} {w}x{h}' for p, (h, w) in shapes.items()))
-        sizes.update(shapes.values())
+    sizes = {shape for shape in known.values() if shape is not None}
     if not sizes:
         return '', problems
     ordered = sorted(sizes, key=lambda hw: (hw[0] * hw[1], hw))
@@ -71,32 +72,27 @@ def _sizes(pairs: Sequence[Pair], decode: bool, desc: str) -> tuple[str, list[st
     return f', {spread}', problems
 
 
-def _report(report: TaskReport, pairing: Pairing, lq_dir: Path | None, gt_dir: Path, decode: bool,
+def _report(task: str, label: str, pairing: Pairing, lq_dir: Path | None, gt_dir: Path, decode: bool,
             allow_unused_gt: bool = False) -> TaskReport:
     count = f'{len(pairing.pairs)} pairs' if lq_dir is not None else f'{len(pairing.pairs)} clean images'
-    sizes, problems = _sizes(pairing.pairs, decode, report.label)
-    report.found = True
-    report.summary = count + sizes
-    if allow_unused_gt and pairing.unmatched_gt:
-        report.summary += f' ({len(pairing.unmatched_gt)} clean images without a degraded version: allowed)'
-    report.problems = pairing.problems(lq_dir, gt_dir, allow_unused_gt) + problems
-    return report
+    sizes, problems = _sizes(pairing.pairs, decode, label)
+    unused = len(pairing.unmatched_gt) if allow_unused_gt else 0
+    summary = count + sizes + (f' ({unused} clean images without a degraded version: allowed)' if unused else '')
+    return TaskReport(task, label, summary, pairing.problems(lq_dir, gt_dir, allow_unused_gt) + problems, True)
 
 
 def check_train(train_root: str | Path, decode: bool = True) -> list[TaskReport]:
     """One report per training task below `train_root` (folders of `default_train_roots`)."""
     reports = []
     for task, root in default_train_roots(train_root).items():
-        layout = TRAIN_LAYOUTS[task]
-        report = TaskReport(task, f'{task:<9} {root}')
+        layout, label = TRAIN_LAYOUTS[task], f'{task:<9} {root}'
         try:
             pairing = scan_train(task, root)
         except DataLayoutError as err:
-            report.summary = 'not found: ' + str(err).split(';')[0]
-        else:
-            lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
-            _report(report, pairing, lq_dir, root / layout.gt_dir, decode, layout.allow_unused_gt)
-        reports.append(report)
+            reports.append(TaskReport(task, label, 'not found: ' + str(err).split(';')[0]))
+            continue
+        lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
+        reports.append(_report(task, label, pairing, lq_dir, root / layout.gt_dir, decode, layout.allow_unused_gt))
     return reports
 
 
@@ -116,15 +112,15 @@ def check_test(test_root: str | Path, decode: bool = True) -> list[TaskReport]:
             reports.append(TaskReport(task, f'{task:<9} {root / task}', 'not found'))
         for entry in found:
             label = f'{task:<9} {entry.lq_dir.parent if entry.lq_dir else entry.gt_dir}'
-            reports.append(_report(TaskReport(task, label), entry.pairing, entry.lq_dir, entry.gt_dir, decode))
+            reports.append(_report(task, label, entry.pairing, entry.lq_dir, entry.gt_dir, decode))
     return reports
 
 
-def _groups(reports: list[TaskReport], task_of) -> list[str]:
+def _groups(reports: list[TaskReport]) -> list[str]:
     """Whether each `--de_type` group has every task it needs in a usable state."""
     lines = []
     for group, tokens in GROUPS.items():
-        needed = dict.fromkeys(task_of(t) for t in tokens)
+        needed = dict.fromkeys(train_task(t) for t in tokens)
         lacking = [t for t in needed if not any(r.task == t and r.usable for r in reports)]
         verdict = 'yes' if not lacking else 'no, needs ' + ', '.join(lacking)
         lines.append(f'  {group} (--de_type {" ".join(tokens)}): {verdict}')
@@ -145,9 +141,9 @@ def run_check(train_root: str | Path, test_root: str | Path, decode: bool = True
     """The report as text, and whether the tree is free of problems (and holds any data at all)."""
     train, test = check_train(train_root, decode), check_test(test_root, decode)
     lines = _section(f'Training data ({train_root}):', train, TRAIN_LAYOUT)
-    lines += ['Can train:', *_groups(train, train_task)]
+    lines += ['Can train:', *_groups(train)]
     lines += _section(f'Test data ({test_root}):', test, TEST_LAYOUT)
-    lines += ['Can test:', *_groups(test, train_task)]
+    lines += ['Can test:', *_groups(test)]
     ok = not any(r.problems for r in train + test) and any(r.found for r in train + test)
     lines.append('No problem found.' if ok else 'Problems found (see PROBLEM lines), or no data at all.')
     return '\n'.join(lines), ok

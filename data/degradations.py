@@ -58,7 +58,7 @@ def _line_kernel(length: int, angle_deg: float, width: float) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-def rain_layer(shape: tuple[int, int], rng: np.random.Generator, density: float, length: int, angle_deg: float,
+def _rain_layer(shape: tuple[int, int], rng: np.random.Generator, density: float, length: int, angle_deg: float,
                brightness: float) -> np.ndarray:
     """One layer of rain streaks in [0, 1]: sparse random drops smeared along a line (motion blur)."""
     drops = (rng.random(shape) < density) * rng.uniform(0.5, 1.0, shape)
@@ -77,7 +77,7 @@ def add_rain(clean: np.ndarray, rng: np.random.Generator, layers: tuple[int, int
     wind = rng.uniform(-25, 25)
     rain = np.zeros((h, w), np.float32)
     for _ in range(rng.integers(layers[0], layers[1] + 1)):
-        layer = rain_layer((h, w), rng, rng.uniform(*density), int(rng.integers(length[0], length[1] + 1)),
+        layer = _rain_layer((h, w), rng, rng.uniform(*density), int(rng.integers(length[0], length[1] + 1)),
                            wind + rng.uniform(-5, 5), rng.uniform(*brightness))
         rain = 1 - (1 - rain) * (1 - layer)
     image = clean.astype(np.float32) / 255
@@ -135,7 +135,7 @@ def motion_kernel(size: int, rng: np.random.Generator, steps: int = 64) -> np.nd
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def add_motion_blur(clean: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = (6, 11),
+def add_motion_blur(clean: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = (6, 10),
                     noise_sigma: tuple[float, float] = (1.0, 2.0)) -> np.ndarray:
     """Motion blur by a random `motion_kernel`, plus mild Gaussian noise (sensor noise of the short exposure)."""
     kernel = motion_kernel(int(rng.integers(size[0], size[1] + 1)), rng)

@@ -13,6 +13,7 @@ deterministic, takes seconds, and is written to a temporary folder that replaces
 
 import argparse
 import json
+import os
 import shutil
 import zlib
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from data.test_sets import find_test_sets
 DEMO_VERSION = 1  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
 MANIFEST = 'demo.json'
 MIXED_SIGMA = 15
+MIXED_FIRST = ('haze', 'rain', 'lowlight', 'blur')  # the first degradation of each mixed image, in turn
 # Mean input PSNR (dB, RGB, data range 255) of the real test sets the demo imitates.
 PSNR_TARGETS: dict[str, tuple[float, float, str]] = {
     'denoise_25': (19.0, 21.0, 'sigma 25 noise, ~20 dB'),
@@ -114,12 +116,20 @@ def _write_train(root: Path, train: list[Photo], seed: int, variants: int = 2) -
         _write_pair(root / f'single/degraded/{photo.name}.png', single, root / f'single/target/{photo.name}.png', clean)
 
 
-def _mixed(photo: Photo, i: int, seed: int) -> np.ndarray:
-    """Two degradations: one of haze, rain, low light, blur (in turn), then sigma-15 noise."""
+def _mixed(photo: Photo, i: int, seed: int) -> tuple[str, np.ndarray]:
+    """Two degradations: one of haze, rain, low light and blur (in turn), then sigma-15 noise; with a name
+    that says which."""
     rng = _rng(seed, 'mixed', i)
-    first = [lambda: _hazy(photo, rng)[0], lambda: deg.add_rain(photo.image, rng),
-             lambda: deg.darken(photo.image, rng), lambda: deg.add_motion_blur(photo.image, rng)][i % 4]()
-    return deg.add_gaussian_noise(first, MIXED_SIGMA, rng)
+    first = MIXED_FIRST[i % len(MIXED_FIRST)]
+    if first == 'haze':
+        degraded = _hazy(photo, rng)[0]
+    elif first == 'rain':
+        degraded = deg.add_rain(photo.image, rng)
+    elif first == 'lowlight':
+        degraded = deg.darken(photo.image, rng)
+    else:
+        degraded = deg.add_motion_blur(photo.image, rng)
+    return f'{photo.name}-{first}-noise{MIXED_SIGMA}', deg.add_gaussian_noise(degraded, MIXED_SIGMA, rng)
 
 
 def _write_test(root: Path, test: list[Photo], seed: int) -> None:
@@ -136,7 +146,8 @@ def _write_test(root: Path, test: list[Photo], seed: int) -> None:
         _write_pair(root / f'deblur/input/{name}.png', blurred, root / f'deblur/target/{name}.png', clean)
         dark = deg.darken(clean, _rng(seed, 'test-lowlight', i))
         _write_pair(root / f'lowlight/low/{n}.png', dark, root / f'lowlight/high/{n}.png', clean)
-        _write_pair(root / f'mixed/input/{name}.png', _mixed(photo, i, seed), root / f'mixed/target/{name}.png', clean)
+        mixed_name, mixed = _mixed(photo, i, seed)
+        _write_pair(root / f'mixed/input/{mixed_name}.png', mixed, root / f'mixed/target/{mixed_name}.png', clean)
 
 
 def measure(test_root: Path) -> dict[str, float]:
@@ -152,9 +163,13 @@ def measure(test_root: Path) -> dict[str, float]:
     return out
 
 
-def _read_manifest(root: Path) -> dict | None:
+def _manifest(root: Path) -> dict | None:
     path = root / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _is_current(manifest: dict | None, seed: int) -> bool:
+    return manifest is not None and manifest.get('version') == DEMO_VERSION and manifest.get('seed') == seed
 
 
 def build_demo(root: str | Path = 'data/demo', seed: int = 0, force: bool = False) -> dict[str, float]:
@@ -165,13 +180,13 @@ def build_demo(root: str | Path = 'data/demo', seed: int = 0, force: bool = Fals
         FileExistsError: when `root` exists but is not a demo set of this version and seed, and not `force`.
     """
     root = Path(root)
-    manifest = _read_manifest(root)
-    if not force and manifest == {**(manifest or {}), 'version': DEMO_VERSION, 'seed': seed}:
+    manifest = _manifest(root)
+    if not force and _is_current(manifest, seed):
         return manifest['psnr']
     if root.exists() and not force:
         raise FileExistsError(f'{root} exists and is not a demo set of version {DEMO_VERSION} with seed {seed}; '
                               'pass --force (force=True) to replace it')
-    staging = root.parent / f'.{root.name}.building'
+    staging = root.parent / f'.{root.name}.building-{os.getpid()}'  # one per process: ranks may race here
     shutil.rmtree(staging, ignore_errors=True)
     train, test = photos()
     _write_train(staging / 'Train', train, seed)
@@ -179,16 +194,20 @@ def build_demo(root: str | Path = 'data/demo', seed: int = 0, force: bool = Fals
     psnr = measure(staging / 'Test')
     (staging / MANIFEST).write_text(json.dumps({'version': DEMO_VERSION, 'seed': seed, 'psnr': psnr}, indent=1))
     shutil.rmtree(root, ignore_errors=True)
-    staging.rename(root)
+    try:
+        staging.rename(root)
+    except OSError:
+        if not _is_current(_manifest(root), seed):  # else another process has just put the same set there
+            raise
+        shutil.rmtree(staging)
     return psnr
 
 
 def ensure_demo(root: str | Path = 'data/demo', seed: int = 0) -> tuple[Path, Path]:
-    """The demo's `(train_root, test_root)`, building (or rebuilding an older version of) it first if needed."""
+    """The demo's `(train_root, test_root)`, building it first where it is missing or an older version."""
     root = Path(root)
-    manifest = _read_manifest(root)
-    stale = manifest is not None and (manifest.get('version'), manifest.get('seed')) != (DEMO_VERSION, seed)
-    build_demo(root, seed, force=stale)
+    manifest = _manifest(root)
+    build_demo(root, seed, force=manifest is not None and not _is_current(manifest, seed))
     return root / 'Train', root / 'Test'
 
 

@@ -108,20 +108,16 @@ def _names(paths: tuple[Path, ...]) -> str:
     return shown + (f' ... and {len(paths) - _LISTED} more' if len(paths) > _LISTED else '')
 
 
-def _key(path: PurePosixPath) -> str:
-    return path.as_posix()
-
-
 def _candidates(rel: PurePosixPath) -> Iterator[str]:
     """Clean-file keys a degraded file may pair with, best first (see the module docstring)."""
     parents = [rel.parent] if rel.parent == PurePosixPath('.') else [rel.parent, PurePosixPath('.')]
     for parent in parents:
-        yield _key(parent / rel.name)
-        yield _key(parent / rel.stem)
+        yield (parent / rel.name).as_posix()
+        yield (parent / rel.stem).as_posix()
         if rel.stem.lower().startswith('rain'):
-            yield _key(parent / f'no{rel.stem}')
+            yield (parent / f'no{rel.stem}').as_posix()
         if '_' in rel.stem:
-            yield _key(parent / rel.stem.split('_', 1)[0])
+            yield (parent / rel.stem.split('_', 1)[0]).as_posix()
 
 
 def require_images(folder: Path, layout: str) -> list[Path]:
@@ -149,8 +145,8 @@ def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
     index: dict[str, list[Path]] = {}
     for path in gt_files:
         rel = PurePosixPath(path.relative_to(gt_dir).as_posix())
-        index.setdefault(_key(rel), []).append(path)
-        index.setdefault(_key(rel.with_suffix('')), []).append(path)
+        index.setdefault(rel.as_posix(), []).append(path)
+        index.setdefault(rel.with_suffix('').as_posix(), []).append(path)
     pairs, unmatched, ambiguous, used = [], [], [], set()
     for path in lq_files:
         rel = PurePosixPath(path.relative_to(lq_dir).as_posix())
@@ -160,7 +156,7 @@ def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
         elif len(match) > 1:
             ambiguous.append(f'{path} could pair with several clean files: {", ".join(map(str, match))}')
         else:
-            pairs.append(Pair(path, match[0], _key(rel.with_suffix(''))))
+            pairs.append(Pair(path, match[0], rel.with_suffix('').as_posix()))
             used.add(match[0])
     return Pairing(tuple(pairs), tuple(unmatched), tuple(p for p in gt_files if p not in used), tuple(ambiguous))
 
@@ -168,7 +164,7 @@ def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
 def clean_images(folder: Path, layout: str) -> Pairing:
     """Clean images only (noise is added on the fly): every image below `folder` is a pair with `lq` None."""
     images = require_images(folder, layout)
-    return Pairing(tuple(Pair(None, p, _key(PurePosixPath(p.relative_to(folder).as_posix()).with_suffix('')))
+    return Pairing(tuple(Pair(None, p, p.relative_to(folder).with_suffix('').as_posix())
                          for p in images))
 
 

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from data.degradations import test_noise
 from data.image_io import read_rgb, to_tensor
 from data.layouts import TEST_LAYOUT, DataLayoutError, Pair, require_complete, scan_test_task
-from data.tasks import DE_TYPES
+from data.tasks import DE_TYPES, NOISE_SIGMAS
 
 TEST_TASKS = ('denoise', 'derain', 'dehaze', 'deblur', 'lowlight')
 
@@ -32,7 +32,7 @@ class TestSet(Dataset):
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, task: str, name: str, pairs: Sequence[Pair], sigma: int | None = None) -> None:
+    def __init__(self, task: str, name: str, pairs: Sequence[Pair], sigma: float | None = None) -> None:
         if (task == 'denoise') != (sigma is not None):
             raise ValueError(f'TestSet({task}/{name}): a sigma is needed for, and only for, the denoise task')
         self.task, self.name, self.pairs, self.sigma = task, name, tuple(pairs), sigma
@@ -41,12 +41,10 @@ class TestSet(Dataset):
     def task_id(self) -> int | None:
         """The degradation id (`data.tasks.DE_TYPES`) this set tests, or None where it maps to none (a noise
         level other than 15, 25, 50; a mixed or other set)."""
-        return DE_TYPES.get(f'denoise_{self.sigma}' if self.task == 'denoise' else self.task)
-
-    @property
-    def label(self) -> str:
-        """A unique, readable name for tables and logs, e.g. `denoise/bsd68/sigma25`, `derain/Rain100L`."""
-        return f'{self.task}/{self.name}' + (f'/sigma{self.sigma}' if self.sigma is not None else '')
+        if self.task == 'denoise':
+            token = {sigma: token for token, sigma in NOISE_SIGMAS.items()}.get(self.sigma)  # 25.0 finds 25
+            return None if token is None else DE_TYPES[token]
+        return DE_TYPES.get(self.task)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -79,7 +77,7 @@ def all_test_tasks(test_root: Path) -> list[str]:
 
 
 def find_test_sets(test_root: str | Path, tasks: Iterable[str] | None = None,
-                   sigmas: Sequence[int] = (15, 25, 50)) -> tuple[list[TestSet], list[str]]:
+                   sigmas: Sequence[float] = (15, 25, 50)) -> tuple[list[TestSet], list[str]]:
     """The test sets of `tasks` below `test_root` (one per noise level for denoising sets), and one message
     per task that has no folder there.
 

@@ -30,9 +30,9 @@ def test_root(tmp_path_factory):
 
 def test_the_real_sets_are_found_and_paired(test_root):
     sets, missing = find_test_sets(test_root, ['denoise', 'derain', 'dehaze', 'deblur'], sigmas=(25,))
-    assert [(s.label, len(s), s.task_id) for s in sets] == [
-        ('denoise/bsd68/sigma25', 68, 1), ('derain/Rain100H', 100, 3), ('derain/Rain12', 12, 3),
-        ('dehaze/dehaze', 2, 4)]
+    assert [(s.task, s.name, s.sigma, len(s), s.task_id) for s in sets] == [
+        ('denoise', 'bsd68', 25, 68, 1), ('derain', 'Rain100H', None, 100, 3), ('derain', 'Rain12', None, 12, 3),
+        ('dehaze', 'dehaze', None, 2, 4)]
     assert len(missing) == 1 and missing[0].startswith('deblur:')
     for test_set in sets[1:]:
         assert all(p.lq.name == p.gt.name for p in test_set.pairs)
@@ -51,7 +51,7 @@ def test_real_images_load_full_size_with_the_known_input_psnr(test_root):
         psnr = [peak_signal_noise_ratio(gt, lq, data_range=255)
                 for lq, gt in map(test_set.images, range(len(test_set)))]
         low, high = psnr_range[test_set.name]
-        assert low < np.mean(psnr) < high, (test_set.label, np.mean(psnr))
+        assert low < np.mean(psnr) < high, (test_set.name, np.mean(psnr))
 
 
 def test_the_checker_reports_the_real_sets(test_root):
