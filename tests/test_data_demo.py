@@ -92,3 +92,10 @@ def test_an_existing_folder_is_not_overwritten_without_force(tmp_path):
     with pytest.raises(FileExistsError, match='pass --force'):
         demo.build_demo(tmp_path / 'mine')
     assert (tmp_path / 'mine/photo.png').read_bytes() == b'x'
+
+
+def test_the_command_prints_the_figures_of_an_existing_demo(built, capsys):
+    root, psnr = built
+    demo.main(['--root', str(root)])
+    out = capsys.readouterr().out
+    assert f'{psnr["lowlight"]:6.2f} dB  target 7-10 dB (LOL)' in out and str(root / 'Train') in out
