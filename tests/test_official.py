@@ -48,7 +48,7 @@ def as_official(network: nn.Module, module: types.ModuleType) -> nn.Module:
         if type(sub) in OUR_CLASS_NAMES:
             sub.__class__ = getattr(module, OUR_CLASS_NAMES[type(sub)])
         elif type(sub) is blocks._ChannelNormBody:
-            sub.__class__ = getattr(module, 'WithBias_LayerNorm' if sub.with_bias else 'BiasFree_LayerNorm')
+            sub.__class__ = getattr(module, 'WithBias_LayerNorm' if sub.bias is not None else 'BiasFree_LayerNorm')
     return network
 
 
@@ -187,7 +187,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, container):
     if container == 'torch.save':
         torch.save(payload, path)
     else:
-        path.write_bytes(pickle.dumps(payload))
+        path.write_bytes(pickle.dumps(payload, protocol=2))
     expected = UnsafeCheckpointError if container == 'torch.save' else CheckpointError
     with pytest.raises(expected, match='system' if container == 'torch.save' else 'zip'):
         convert_official(path)
