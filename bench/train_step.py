@@ -5,8 +5,8 @@
 
 A variant is `reference` (the official order: two map forwards, latent recomputed, looped terms) or
 `fast` (`utils.iteration.ot_iteration`), optionally with modifiers joined by '+': `channels_last`,
-`checkpointing` (activation checkpointing), `bf16` (autocast), `compile` (torch.compile of the map and
-the critic; its compile time is reported). Variants are alternated A, B, A, B after one warm-up each.
+`checkpointing` (activation checkpointing), `bf16` (autocast of both networks), `compile` (torch.compile of the
+map; its compile time is reported). Variants are alternated A, B, A, B after one warm-up each.
 Prints median/min seconds, peak memory (RSS on the CPU, allocated on CUDA), FLOPs per iteration from
 `torch.utils.flop_counter`, achieved GFLOP/s and its fraction of the matmul peak measured in the same run.
 """
@@ -14,7 +14,6 @@ Prints median/min seconds, peak memory (RSS on the CPU, allocated on CUDA), FLOP
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import count_flops, matmul_peak_gflops, time_alternating, write_json  # noqa: E402
 from bench.reference import reference_iteration  # noqa: E402
 from net import MODELS, Critic, set_activation_checkpointing  # noqa: E402
+from utils.acceleration import for_training  # noqa: E402
 from utils.iteration import ot_iteration  # noqa: E402
 from utils.objective import ObjectiveWeights  # noqa: E402
 
@@ -51,8 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         unknown = [m for m in modifiers if m not in MODIFIERS]
         if base not in ('fast', 'reference') or unknown:
             parser.error(f'--variants: {variant!r} is not fast|reference[+{"|".join(MODIFIERS)}]')
-        if base == 'reference' and args.backbone != 'MRCNet':
-            parser.error('--variants: the reference order exists for MRCNet only')
+        if base == 'reference' and (args.backbone != 'MRCNet' or {'bf16', 'compile'} & set(modifiers)):
+            parser.error('--variants: the reference order exists for a plain MRCNet only (no bf16, no compile)')
     return args
 
 
@@ -70,8 +70,10 @@ class Variant:
         critic.to(memory_format=memory_format)
         set_activation_checkpointing(transport_map, 'checkpointing' in modifiers)
         self.compile_s = 0.0
-        if 'compile' in modifiers:
-            transport_map, critic = torch.compile(transport_map), torch.compile(critic)
+        # The trainer's own wrappers: bf16 autocast for both networks, torch.compile for the map only.
+        amp = 'bf16' in modifiers
+        transport_map = for_training(transport_map, device, amp=amp, compile='compile' in modifiers)
+        critic = for_training(critic, device, amp=amp)
         self.step_fn = reference_iteration if base == 'reference' else ot_iteration
         self.args = (transport_map, critic, torch.optim.RMSprop(transport_map.parameters(), lr=5e-5),
                      torch.optim.RMSprop(critic.parameters(), lr=1e-4))
@@ -81,16 +83,11 @@ class Variant:
         self.batch = dict(degraded=degraded, labels=torch.arange(args.batch, device=device) % 8, clean=target,
                           target=target, weights=ObjectiveWeights(),
                           alpha=torch.rand(args.batch, 1, 1, 1, device=device))
-        self.autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if 'bf16' in modifiers \
-            else contextlib.nullcontext
         self.compiled = 'compile' in modifiers
 
     def step(self) -> dict[str, float]:
-        degraded, labels = self.batch['degraded'], self.batch['labels']
-        with self.autocast():
-            return self.step_fn(*self.args, degraded, labels, clean=self.batch['clean'],
-                                target=self.batch['target'], weights=self.batch['weights'],
-                                alpha=self.batch['alpha'])
+        return self.step_fn(*self.args, self.batch['degraded'], self.batch['labels'], clean=self.batch['clean'],
+                            target=self.batch['target'], weights=self.batch['weights'], alpha=self.batch['alpha'])
 
     def warm_up(self) -> None:
         start = time.perf_counter()

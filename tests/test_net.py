@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from net import MODELS, Critic, MRCNet, set_activation_checkpointing
-from net.blocks import pad_to_multiple
+from net.blocks import LayerNorm, pad_to_multiple
 from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
 
@@ -111,3 +111,22 @@ def test_activation_checkpointing_changes_no_number():
     torch.testing.assert_close(results[0][0], results[1][0], rtol=0, atol=0)
     for plain, checkpointed in zip(results[0][1], results[1][1], strict=True):
         torch.testing.assert_close(plain, checkpointed, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('layer_norm_type', ['WithBias', 'BiasFree'])
+def test_channel_layer_norm_matches_the_official_formula(layer_norm_type):
+    torch.manual_seed(0)
+    norm = LayerNorm(6, layer_norm_type)
+    with torch.no_grad():
+        norm.body.weight.uniform_(0.5, 1.5)
+        if norm.body.bias is not None:
+            norm.body.bias.uniform_(-1, 1)
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64) * 3 + 1
+    norm = norm.double()
+    pixels = x.permute(0, 2, 3, 1)  # the official code normalises B x HW x C rows
+    var = pixels.var(-1, keepdim=True, unbiased=False)
+    if layer_norm_type == 'WithBias':
+        expected = (pixels - pixels.mean(-1, keepdim=True)) / torch.sqrt(var + 1e-5) * norm.body.weight + norm.body.bias
+    else:
+        expected = pixels / torch.sqrt(var + 1e-5) * norm.body.weight
+    torch.testing.assert_close(norm(x), expected.permute(0, 3, 1, 2), rtol=1e-12, atol=1e-12)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU check: one prepared script for a lent GPU machine, under 8 minutes, installing nothing.
+# Golden tests on CUDA (float64 to 1e-9; float32 with TF32 allowed to 1e-2), then the training iteration
+# (fp32, bf16 autocast, compile; batch 2 and 8, patch 128) and inference (480x320, 1280x720) of the
+# paper-size MRCNet, and the 2-process DDP path where there are 2 GPUs. Figures go to OUT_DIR as JSON.
+#
+#   bash bench/gpu_check.sh [OUT_DIR]        (DARCOT_GOLDEN=path/to/darcot_reference.pt where ../shared is absent)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-${OUT:-gpu_check_out}}
+mkdir -p "$out"
+python=${PYTHON:-python3}
+failed=0
+
+step() {
+    echo "== $*"
+    local start=$SECONDS
+    "$@" || { echo "!! failed ($?): $*"; failed=1; }
+    echo "   ($((SECONDS - start)) s)"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$python -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda, torch.cuda.get_device_name())'
+step timeout 150 $python -m pytest -q -rs -p no:cacheprovider tests/test_golden.py
+step timeout 150 $python bench/train_step.py --variants reference fast fast+bf16 fast+channels_last --batch 2 \
+    --iters 10 --json "$out/train_b2.json"
+step timeout 120 $python bench/train_step.py --variants fast fast+bf16 --batch 8 --iters 5 --no_flops \
+    --json "$out/train_b8.json"
+step timeout 120 $python bench/train_step.py --variants fast+compile fast+bf16+compile --batch 2 --iters 5 \
+    --no_flops --json "$out/train_compile.json"
+step timeout 90 $python bench/inference.py --variants official fast fast+bf16 --sizes 480x320 1280x720 \
+    --iters 5 --json "$out/inference.json"
+if [ "$($python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+    step timeout 120 $python -m torch.distributed.run --standalone --nproc_per_node 2 trainer.py --preset small \
+        --data_root data/demo/Train --max_iters 20 --log_dir "$out/ddp_runs" --ckpt_dir "$out/ddp_ckpt"
+else
+    echo "== one GPU: the 2-GPU DDP path is not run"
+fi
+exit $failed
