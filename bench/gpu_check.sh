@@ -26,10 +26,10 @@ step timeout 150 $python bench/train_step.py --variants reference fast fast+bf16
     --iters 10 --json "$out/train_b2.json"
 step timeout 120 $python bench/train_step.py --variants fast fast+bf16 --batch 8 --iters 5 --no_flops \
     --json "$out/train_b8.json"
-step timeout 120 $python bench/train_step.py --variants fast+compile fast+bf16+compile --batch 2 --iters 5 \
-    --no_flops --json "$out/train_compile.json"
 step timeout 90 $python bench/inference.py --variants official fast fast+bf16 --sizes 480x320 1280x720 \
     --iters 5 --json "$out/inference.json"
+step timeout 150 $python bench/train_step.py --variants fast+compile fast+bf16+compile --batch 2 --iters 5 \
+    --no_flops --json "$out/train_compile.json"
 if [ "$($python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
     step timeout 120 $python -m torch.distributed.run --standalone --nproc_per_node 2 trainer.py --preset small \
         --data_root data/demo/Train --max_iters 20 --log_dir "$out/ddp_runs" --ckpt_dir "$out/ddp_ckpt"
