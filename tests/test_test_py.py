@@ -121,6 +121,23 @@ def test_restoring_photos_of_any_kind(checkpoint, tmp_path, capsys):
     assert (tmp_path / 'one' / 'restored' / 'odd.png').is_file()
 
 
+def test_a_4k_photo_that_does_not_fit_suggests_tiles_and_fits_in_them(checkpoint, tmp_path, monkeypatch):
+    from utils import inference
+
+    def forward_within_memory(transport_map, x, amp):  # as if only 512 x 512 pixels fit at once
+        if x.shape[-2] * x.shape[-1] > 512 * 512:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')
+        return x.float(), x.mean(dim=(-2, -1))
+
+    monkeypatch.setattr(inference, '_forward', forward_within_memory)
+    write_rgb(tmp_path / 'uhd.png', np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8))
+    with pytest.raises(SystemExit, match=r'uhd.png: out of memory restoring a 2160x3840 image .*--tile 512'):
+        run('--ckpt', checkpoint, '--input', tmp_path / 'uhd.png', '--output', tmp_path / 'out')
+    assert run('--ckpt', checkpoint, '--input', tmp_path / 'uhd.png', '--output', tmp_path / 'out',
+               '--tile', 512) == 0
+    assert np.array_equal(read_rgb(tmp_path / 'out' / 'restored' / 'uhd.png'), read_rgb(tmp_path / 'uhd.png'))
+
+
 @pytest.mark.parametrize('flags, message', [
     (['--tile', '30'], 'multiple of 8'),
     (['--tile', '64', '--tile_overlap', '40'], '--tile_overlap'),
