@@ -130,3 +130,14 @@ def test_channel_layer_norm_matches_the_official_formula(layer_norm_type):
     else:
         expected = pixels / torch.sqrt(var + 1e-5) * norm.body.weight
     torch.testing.assert_close(norm(x), expected.permute(0, 3, 1, 2), rtol=1e-12, atol=1e-12)
+
+
+def test_flop_count_scales_with_the_image_area():
+    from net.__main__ import forward_gflops
+
+    with torch.device('meta'):
+        model = MRCNet(**TINY)
+    small, large = forward_gflops(model, 32, 32), forward_gflops(model, 64, 64)
+    assert small > 0
+    # Convolutions scale with the area; MDTA's channel attention is linear in it too.
+    assert large == pytest.approx(4 * small, rel=0.01)
