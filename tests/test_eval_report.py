@@ -107,3 +107,23 @@ def test_embedding_outputs(tmp_path, monkeypatch):
     assert image.ndim == 3 and (image != 255).any()
     with pytest.raises(ValueError, match='at least 2'):
         write_embeddings(rows[:1], tmp_path / 'one')
+
+
+def test_tsne_is_used_where_scikit_learn_is_installed(monkeypatch):
+    import types
+
+    class StandInTSNE:
+        def __init__(self, n_components, perplexity, init, random_state):
+            assert n_components == 2 and perplexity < 8 / 3 + 1e-9
+
+        def fit_transform(self, matrix):
+            return matrix[:, :2]
+
+    manifold = types.ModuleType('sklearn.manifold')
+    manifold.TSNE = StandInTSNE
+    monkeypatch.setitem(sys.modules, 'sklearn', types.ModuleType('sklearn'))
+    monkeypatch.setitem(sys.modules, 'sklearn.manifold', manifold)
+    matrix = np.arange(8 * 5, dtype=float).reshape(8, 5) ** 1.5
+    points, method = project_2d(matrix)
+    assert method == 't-SNE' and np.array_equal(points, matrix[:, :2])
+    assert project_2d(matrix[:7])[1] == 'PCA'  # too few images for t-SNE
