@@ -15,6 +15,7 @@ checkpoint behind, and they are only ever read with `torch.load(weights_only=Tru
 
 from __future__ import annotations
 
+import glob
 import os
 import pickle
 import tempfile
@@ -50,22 +51,26 @@ class LoadReport:
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
     """Writes `state` to `path` atomically: a complete file or the previous one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    path, temporary = Path(path), None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
         with os.fdopen(fd, 'wb') as handle:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except BaseException as error:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise OSError(error.errno, f'could not write checkpoint {path}: {error.strerror}; the previous '
                                        'checkpoint there (if any) is intact. Free disk space or pick another '
                                        '--ckpt_dir') from error
         raise
+    # Partial files of this checkpoint left by a process killed mid-write (SIGKILL skips the cleanup above).
+    for stale in path.parent.glob(f'.{glob.escape(path.name)}.*.tmp'):
+        stale.unlink(missing_ok=True)
     return path
 
 
