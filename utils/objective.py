@@ -19,6 +19,7 @@ All terms are vectorised over the batch (the official code loops over samples in
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -104,4 +105,7 @@ def gradient_penalty(critic: nn.Module, clean: torch.Tensor, restored: torch.Ten
     mixed = (alpha * clean + (1 - alpha) * restored.detach()).requires_grad_(True)
     scores = critic(mixed)
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    return weight * (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    penalty = weight * (grad.flatten(1).norm(dim=1) - 1).square().mean()
+    # The input gradient of convolutions and leaky ReLUs does not depend on the activations' values, so a NaN
+    # score still gives a finite penalty: make it NaN, so that its update is skipped and the log shows it.
+    return torch.where(torch.isfinite(scores).all(), penalty, penalty.new_tensor(math.nan))
