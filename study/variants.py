@@ -92,7 +92,7 @@ SCALES: dict[str, Scale] = {
     'shared': Scale('shared', (*SMALL_MODEL, '--de_type', 'derain', 'dehaze', 'denoise_15', 'denoise_25',
                                'denoise_50', '--replication', 'derain=1', 'dehaze=3', 'denoise_15=4', 'denoise_25=4',
                                'denoise_50=4'),
-                    val_tasks=('denoise', 'derain', 'dehaze'), iters=16, val_every=8, seeds=(0, 1, 2), val_images=1,
+                    val_tasks=('denoise', 'derain', 'dehaze'), iters=48, val_every=16, seeds=(0, 1, 2), val_images=2,
                     device='cpu', prepare=_prepare_shared),
     # The paper's three-task setting with the options' paper defaults (full MRCNet, 128 x 128 patches, RMSprop,
     # 50 epochs of the official replication), validated on all of data/Test every 5000 iterations.
