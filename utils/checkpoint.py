@@ -88,7 +88,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
             f'{path} holds Python objects beyond plain tensors, so it was not loaded (loading it could run '
             f'code). If it is an official DA-RCOT checkpoint, convert it first: '
             f'python -m utils.official {path} converted.pth ({error})') from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:  # a short file can give EINVAL
         raise CheckpointError(f'{path} is not a readable checkpoint (truncated or corrupt?): {error}') from error
     if not isinstance(state, dict) or state.get('format') != FORMAT or 'map' not in state:
         raise CheckpointError(f'{path} is not a darcot checkpoint (no format/map entries); expected a file '
