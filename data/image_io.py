@@ -66,14 +66,19 @@ def _is_image(path: Path) -> bool:
 
 
 def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
-    """The image files in `folder` (and its subfolders when `recursive`, following links to folders), sorted;
-    hidden files and folders are skipped."""
+    """The image files in `folder` (and its subfolders when `recursive`, following links to folders, each real
+    folder once), sorted; hidden files and folders are skipped."""
     folder = Path(folder)
     if not recursive:
         return sorted(p for p in folder.iterdir() if p.is_file() and _is_image(p))
-    found = []
+    found, visited = [], set()
     for parent, folders, files in os.walk(folder, followlinks=True):
-        folders[:] = [name for name in folders if not name.startswith('.')]
+        real = os.path.realpath(parent)
+        if real in visited:  # a link back up (a loop) or a second link to one folder: list its images once
+            folders[:] = []
+            continue
+        visited.add(real)
+        folders[:] = sorted(name for name in folders if not name.startswith('.'))
         found.extend(Path(parent) / name for name in files if _is_image(Path(name)))
     return sorted(found)
 
