@@ -158,14 +158,26 @@ def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
         else:
             pairs.append(Pair(path, match[0], rel.with_suffix('').as_posix()))
             used.add(match[0])
-    return Pairing(tuple(pairs), tuple(unmatched), tuple(p for p in gt_files if p not in used), tuple(ambiguous))
+    pairs, clashes = _unique_names(pairs)
+    return Pairing(pairs, tuple(unmatched), tuple(p for p in gt_files if p not in used), (*ambiguous, *clashes))
 
 
 def clean_images(folder: Path, layout: str) -> Pairing:
     """Clean images only (noise is added on the fly): every image below `folder` is a pair with `lq` None."""
     images = require_images(folder, layout)
-    return Pairing(tuple(Pair(None, p, p.relative_to(folder).with_suffix('').as_posix())
-                         for p in images))
+    pairs, clashes = _unique_names([Pair(None, p, p.relative_to(folder).with_suffix('').as_posix()) for p in images])
+    return Pairing(pairs, ambiguous=clashes)
+
+
+def _unique_names(pairs: list[Pair]) -> tuple[tuple[Pair, ...], tuple[str, ...]]:
+    """The pairs whose name no other pair has, and one message per name shared by several files (`x.png` and
+    `x.jpg`): their outputs and metrics rows would overwrite each other."""
+    by_name: dict[str, list[Pair]] = {}
+    for pair in pairs:
+        by_name.setdefault(pair.name, []).append(pair)
+    clashes = tuple(f'{", ".join(str(p.lq or p.gt) for p in group)} share the name {name!r}, so their results '
+                    'would overwrite each other; keep one of them' for name, group in by_name.items() if len(group) > 1)
+    return tuple(p for p in pairs if len(by_name[p.name]) == 1), clashes
 
 
 def require_complete(pairing: Pairing, lq_dir: Path | None, gt_dir: Path, allow_unused_gt: bool = False
