@@ -109,12 +109,16 @@ def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, p
             if restored.shape != target.shape:
                 raise ValueError(f'{label}/{name}: degraded {degraded.shape[:2]} and target {target.shape[:2]} '
                                  'differ in size; fix or remove this pair')
-            row = {'name': name, 'height': target.shape[0], 'width': target.shape[1], **settings,
-                   'psnr': psnr(restored, target, y_channel=y_channel),
-                   'ssim': ssim(restored, target, y_channel=y_channel),
-                   'lpips': lpips(restored, target) if isinstance(lpips, LPIPS) else None,
-                   'input_psnr': psnr(degraded, target, y_channel=y_channel),
-                   'input_ssim': ssim(degraded, target, y_channel=y_channel), 'seconds': seconds}
+            try:  # SSIM needs sides of 7 (RGB) or 11 (Y) pixels: say which image is too small
+                row = {'name': name, 'height': target.shape[0], 'width': target.shape[1], **settings,
+                       'psnr': psnr(restored, target, y_channel=y_channel),
+                       'ssim': ssim(restored, target, y_channel=y_channel),
+                       'lpips': lpips(restored, target) if isinstance(lpips, LPIPS) else None,
+                       'input_psnr': psnr(degraded, target, y_channel=y_channel),
+                       'input_ssim': ssim(degraded, target, y_channel=y_channel), 'seconds': seconds}
+            except ValueError as error:
+                raise ValueError(f'{label}/{name} ({target.shape[0]}x{target.shape[1]}): cannot be scored ({error}); '
+                                 'remove it from the test set, or restore it with --input/--output') from error
             if embeddings is not None:
                 embeddings.append({'task': test_set.task, 'set': test_set.name, 'sigma': test_set.sigma,
                                    'name': name, 'embedding': pooled[0].cpu().numpy()})
