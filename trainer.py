@@ -244,6 +244,11 @@ def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, conf
             runtime: distributed.Runtime) -> tuple[int, int, int, float]:
     """Loads a training checkpoint into the networks, optimizers and schedulers; returns where it stopped."""
     state = load_checkpoint(path, map_location=runtime.device)
+    # Checked first, so that an export is not reported as a missing critic (trainer.py writes the critic's
+    # state together with critic_patch_size, checked below).
+    if any(key not in state for key in ('map_optimizer', 'map_scheduler', 'epoch', 'iteration', 'step', 'rng')):
+        raise CheckpointError(f'{path} is not a training checkpoint of trainer.py (a weights-only export?); '
+                              'resume from last.pth, best.pth or epoch_NNNN.pth')
     expected = model_spec(config.backbone, _plain(config.model_args))
     if _plain(state['model']) != expected:
         raise CheckpointError(f'{path} holds {state["model"]}, but the flags ask for {expected}: give the same '
@@ -251,10 +256,6 @@ def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, conf
     if 'critic' in networks and state.get('critic_patch_size') != config.patch_size:
         raise CheckpointError(f'{path} has a critic for --patch_size {state.get("critic_patch_size")} (or none: '
                               f'--objective l1), not {config.patch_size}; resume with the flags it was trained with')
-    needed = [f'{name}{part}' for name in networks for part in ('', '_optimizer', '_scheduler')]
-    if any(key not in state for key in needed + ['epoch', 'iteration', 'step', 'rng']):
-        raise CheckpointError(f'{path} is not a training checkpoint of trainer.py (a weights-only export?); '
-                              'resume from last.pth, best.pth or epoch_NNNN.pth')
     for name, network in networks.items():
         load_network_state(network, state[name], source=f'{path} ({name})')
         optimizers[name].load_state_dict(state[f'{name}_optimizer'])
