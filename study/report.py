@@ -26,18 +26,26 @@ def _mean_std(values: list[float], digits: int) -> str:
     return f'{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}'
 
 
+def _average(summary: dict, labels: list[str], metric: str) -> float:
+    """A run's metric averaged over the test sets (each set counts once, whatever its size)."""
+    return statistics.fmean(summary['final'][label][metric] for label in labels)
+
+
 def table(summaries: list[dict]) -> str:
     """One row per variant: seeds, parameters, iterations, time per iteration and wall time, PSNR / SSIM per test
-    set and their average; the first row is the degraded input. Mean ± sample std over seeds."""
+    set and their average, and how far that average is from the first variant's; the first row is the degraded
+    input. Mean ± sample std over seeds."""
     labels = list(summaries[0]['final'])
     variants = list(dict.fromkeys(s['variant'] for s in summaries))
-    head = ['variant', 'seeds', 'params', 'iters', 's/iter', 'wall min', *labels, 'average PSNR', 'average SSIM']
+    head = ['variant', 'seeds', 'params', 'iters', 's/iter', 'wall min', *labels, 'average PSNR', 'average SSIM',
+            f'Δ average PSNR vs {summaries[0]["variant"]}']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + ' --- |' * len(head)]
     first = summaries[0]['final']
     inputs = [f'{first[label]["input_psnr"]:.2f} / {first[label]["input_ssim"]:.3f}' for label in labels]
     average_input = [statistics.fmean(first[label][key] for label in labels) for key in ('input_psnr', 'input_ssim')]
     lines.append('| ' + ' | '.join(['degraded input', '', '', '', '', '', *inputs, f'{average_input[0]:.2f}',
-                                    f'{average_input[1]:.3f}']) + ' |')
+                                    f'{average_input[1]:.3f}', '']) + ' |')
+    reference = statistics.fmean(_average(s, labels, 'psnr') for s in summaries if s['variant'] == variants[0])
     for variant in variants:
         runs = [s for s in summaries if s['variant'] == variant]
         cells = [variant, ','.join(str(s['seed']) for s in runs), f'{runs[0]["parameters"]:,}',
@@ -47,19 +55,23 @@ def table(summaries: list[dict]) -> str:
         for label in labels:
             cells.append(_mean_std([s['final'][label]['psnr'] for s in runs], 2) + ' / '
                          + _mean_std([s['final'][label]['ssim'] for s in runs], 3))
-        cells.append(_mean_std([statistics.fmean(s['final'][label]['psnr'] for label in labels) for s in runs], 2))
-        cells.append(_mean_std([statistics.fmean(s['final'][label]['ssim'] for label in labels) for s in runs], 3))
+        cells.append(_mean_std([_average(s, labels, 'psnr') for s in runs], 2))
+        cells.append(_mean_std([_average(s, labels, 'ssim') for s in runs], 3))
+        cells.append(f'{statistics.fmean(_average(s, labels, "psnr") for s in runs) - reference:+.2f}')
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
 def plot(summaries: list[dict], path: Path, title: str, size: tuple[int, int] = (720, 420)) -> np.ndarray:
-    """Mean validation PSNR (all test sets) against training seconds, one line per run, one colour per variant;
-    writes `path` (PNG) and returns the RGB image."""
+    """Mean validation PSNR (all test sets) against training seconds, one line per run, one colour per variant,
+    and a dashed line at the degraded input's mean PSNR; writes `path` (PNG) and returns the RGB image."""
     width, height = size
-    left, right, top, bottom = 60, 150, 30, 45
+    left, right, top, bottom = 60, 150, 45, 45
     points = [(p['train_seconds'], p['mean_psnr']) for s in summaries for p in s['curve']]
-    xs, ys = [0.0] + [x for x, _ in points], [y for _, y in points] or [0.0]
+    final = summaries[0]['final'] or {}
+    identity = statistics.fmean(r['input_psnr'] for r in final.values()) if final else None
+    xs = [0.0] + [x for x, _ in points]
+    ys = [y for _, y in points] + ([identity] if identity is not None else []) or [0.0]
     x_max = max(xs) * 1.05 or 1.0
     y_min, y_max = min(ys), max(ys)
     pad = max(0.1, (y_max - y_min) * 0.1)
@@ -80,7 +92,13 @@ def plot(summaries: list[dict], path: Path, title: str, size: tuple[int, int] = 
         cv2.putText(image, f'{tick:.2f}', (x - 52, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(image, 'training time (s, validation excluded)', (left + 120, height - 8), font, 0.45, (0, 0, 0), 1,
                 cv2.LINE_AA)
-    cv2.putText(image, title, (left, 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(image, title, (left, 18), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    if identity is not None:  # what the degraded input itself scores: the identity map's level
+        x0, y0 = at(0, identity)
+        x1 = at(x_max, identity)[0]
+        for x in range(x0, x1, 12):
+            cv2.line(image, (x, y0), (min(x + 6, x1), y0), (150, 150, 150), 1, cv2.LINE_AA)
+        cv2.putText(image, 'degraded input', (x0 + 5, y0 - 5), font, 0.4, (120, 120, 120), 1, cv2.LINE_AA)
     variants = list(dict.fromkeys(s['variant'] for s in summaries))
     for index, variant in enumerate(variants):
         colour = COLOURS[index % len(COLOURS)]
