@@ -125,9 +125,14 @@ def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, dev
     sources = input_images(args.input)
     if not sources:
         raise SystemExit(f'error: --input {args.input} holds no image (png, jpg, bmp, tif, webp)')
-    written, failed = restore_images(transport_map, sources, args.output, device=device, tile=args.tile,
-                                     tile_overlap=args.tile_overlap, amp=args.amp, resume=args.resume,
-                                     progress=not args.no_progress)
+    try:
+        written, failed = restore_images(transport_map, sources, args.output, device=device, tile=args.tile,
+                                         tile_overlap=args.tile_overlap, amp=args.amp, resume=args.resume,
+                                         progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f'\ninterrupted: the images written so far in {args.output} are complete; rerun with --resume to '
+              'finish', file=sys.stderr)
+        return 130
     print(f'restored {len(written)} image(s) into {args.output}/restored (residual maps in {args.output}/residual)')
     for message in failed:
         print(f'skipped: {message}', file=sys.stderr)
