@@ -224,3 +224,49 @@ def test_zero_negative_and_missing_test_values_are_explained(export, flags, mess
     with pytest.raises(SystemExit):
         test_script.main(['--ckpt', str(export), *flags])
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ interrupted test.py
+
+class StopAfter(Identity):
+    """Identity that raises KeyboardInterrupt (Ctrl-C) on its call number `limit` + 1."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def forward(self, x):
+        if len(self.calls) == self.limit:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_ctrl_c_in_test_py_keeps_what_was_written_and_resume_or_overwrite_finish(export, tmp_path, monkeypatch,
+                                                                                  capsys):
+    write_test_tree(tmp_path / 'Test')
+    out = tmp_path / 'results'
+    argv = ['--ckpt', str(export), '--test_dir', str(tmp_path / 'Test'), '--save_dir', str(out), '--task', 'derain',
+            '--no_progress']
+
+    def serve(network):
+        monkeypatch.setattr(test_script, 'load_map', lambda path, device: (network, 'stand-in'))
+        return network
+
+    serve(StopAfter(1))
+    assert test_script.main(argv) == 130
+    assert 'rerun with --resume' in capsys.readouterr().err
+    (done,) = (out / 'derain/Rain100L/restored').iterdir()
+    assert read_rgb(done).shape == (21, 30, 3) and not list(out.rglob('.*'))  # complete files only
+    assert not (out / 'summary.json').exists()
+    network = serve(Identity())
+    assert test_script.main([*argv, '--resume']) == 0 and len(network.calls) == 1  # only the unfinished image
+    network = serve(Identity())
+    assert test_script.main([*argv, '--overwrite']) == 0 and len(network.calls) == 2
+
+    photos = ['--ckpt', str(export), '--input', str(tmp_path / 'Test/derain/Rain100L/input'), '--output',
+              str(tmp_path / 'photos')]
+    serve(StopAfter(1))
+    assert test_script.main([*photos, '--no_progress']) == 130
+    assert 'rerun with --resume' in capsys.readouterr().err
+    network = serve(Identity())
+    assert test_script.main([*photos, '--no_progress', '--resume']) == 0 and len(network.calls) == 1
