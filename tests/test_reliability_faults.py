@@ -140,9 +140,10 @@ def drive_kills(data: str, out: str, seed: int) -> None:
     data, out = Path(data), Path(out)
     extra = ('--nEpochs', '3', '--save_every', '1', '--image_every', '100')
     rng = random.Random(seed)
-    plan = [['write', 2, 0.5], ['iteration', 2, 0], ['timer', 0, rng.uniform(0.05, 1.5)], ['renamed', 3, 0],
-            ['timer', 0, rng.uniform(0.05, 1.5)], ['write', rng.randint(1, 4), rng.uniform(0.0, 0.99)],
-            ['timer', 0, rng.uniform(0.05, 1.5)], ['iteration', rng.randint(1, 3), 0]]
+    # The first five kills land whatever the machine's speed (each finds enough work left); the timers land
+    # where they land, also after the run has finished.
+    plan = [['write', 2, 0.5], ['iteration', 2, 0], ['renamed', 3, 0], ['write', rng.randint(1, 3), rng.random()],
+            ['iteration', rng.randint(1, 2), 0], *(['timer', 0, rng.uniform(0.05, 1.0)] for _ in range(3))]
     report = {'reference': _run_child(tiny_argv(data, out / 'reference', *extra), None), 'runs': []}
     for kill in [*plan, None]:
         status = _run_child(tiny_argv(data, out / 'killed', *extra, '--resume', 'auto'), kill)
@@ -165,15 +166,14 @@ def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, t
     report = json.loads(result.stdout.split('REPORT ', 1)[1])
     assert report['reference'] == 0, result.stderr[-3000:]
     runs = report['runs']
-    # The deterministic kills land: mid-write of the second save, then after an update that was never saved.
-    assert [run['signal'] for run in runs[:2]] == [signal.SIGKILL] * 2, runs
+    # Mid-write of the second save, then after an update that was never saved, then three more.
+    assert [run['signal'] for run in runs[:5]] == [signal.SIGKILL] * 5, runs
     assert runs[0]['files'] == {'last.pth': 1} and runs[1]['files'] == {'last.pth': 2}
     assert runs[-1]['exit'] == 0, result.stderr[-3000:]
     for run in runs:  # whatever the moment, every checkpoint on disk is complete and loads
         assert not any(str(step).startswith('ERROR') for step in run['files'].values()), run
         assert run['stale'] == [] or run['signal'] == signal.SIGKILL, run  # a kill may leave one partial file
     assert runs[-1]['stale'] == []  # the next save of the same file removed it
-    assert sum(run['signal'] == signal.SIGKILL for run in runs) >= 5, runs
 
     reference, resumed = tmp_path / 'reference', tmp_path / 'killed'
     expected, got = _records(reference / 'log'), _records(resumed / 'log')
