@@ -74,20 +74,27 @@ def matmul_peak_gflops(device: torch.device, dtype: torch.dtype = torch.float32,
 
 def time_alternating(runs: dict[str, Callable[[], None]], iterations: int, device: torch.device
                      ) -> dict[str, dict[str, float]]:
-    """Times each run `iterations` times, alternating A, B, A, B so machine noise hits all alike."""
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    """Times each run `iterations` times, alternating A, B, A, B so machine noise hits all alike.
+
+    Besides wall-clock seconds it records the process's CPU seconds (user + system, all threads): on a
+    shared machine these move far less with other processes' load than the wall clock does.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     peaks: dict[str, float] = {name: 0.0 for name in runs}
     for _ in range(iterations):
         for name, run in runs.items():
             reset_peak_memory(device)
             synchronize(device)
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             run()
             synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
             peaks[name] = max(peaks[name], peak_memory_mb(device))
-    return {name: {'median_s': statistics.median(values), 'min_s': min(values), 'peak_mb': peaks[name],
-                   'n': len(values)} for name, values in seconds.items()}
+    return {name: {'median_s': statistics.median(values), 'min_s': min(values),
+                   'cpu_median_s': statistics.median(cpu[name]), 'peak_mb': peaks[name], 'n': len(values)}
+            for name, values in wall.items()}
 
 
 class _GlobalTotalOnly(contextlib.nullcontext):
