@@ -281,6 +281,23 @@ def test_an_infinite_gradient_with_a_finite_loss_is_skipped():
     assert all(p.grad is None for p in transport_map.parameters())  # nothing left for a later step to apply
 
 
+def test_non_finite_weights_are_never_saved_over_a_good_checkpoint(data, tmp_path, monkeypatch):
+    calls = []
+
+    def poisoning(*args, **kwargs):
+        terms = ot_iteration(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # finite losses, but the second update leaves an infinite weight behind
+            next(args[0].parameters()).data.view(-1)[0] = math.inf
+        return terms
+
+    monkeypatch.setattr(trainer, 'ot_iteration', poisoning)
+    with pytest.raises(SystemExit, match=r'non-finite weights after 2 iterations; nothing was saved .*--lr'):
+        trainer.main(tiny_argv(data, tmp_path, '--save_every', '1', '--image_every', '100'))
+    state = load_checkpoint(tmp_path / 'ckpt/last.pth')
+    assert state['step'] == 1 and all(torch.isfinite(value).all() for value in state['map'].values())
+
+
 def test_the_gradient_penalty_of_a_nan_score_is_nan_not_a_number_that_looks_fine():
     """Defect found: the penalty's input gradient ignores the activations' values, so a critic scoring NaN
     gave a finite penalty (about 10). It is NaN now; a finite batch gives the same penalty as before."""
