@@ -1,6 +1,6 @@
 """Faults during training: SIGKILL at random moments (also mid checkpoint write), a full disk or unwritable
-checkpoint folder, non-finite losses and gradients (also through the gradient penalty), and a DDP process that
-dies. See RELIABILITY.md for the table these tests back.
+checkpoint folder, non-finite losses, gradients and weights (also through the gradient penalty), and a DDP
+process that dies or hangs. See RELIABILITY.md for the table these tests back.
 
 The killed runs are forked from one driver interpreter (`python -c ...`), so each restart costs no import of
 torch; every child is a complete `trainer.main` run that a SIGKILL ends without any cleanup.
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import trainer
 from net import Critic, MRCNet
@@ -131,7 +132,7 @@ def _run_child(argv: list[str], kill: list | None) -> int:
 
 
 def _checkpoints_on_disk(ckpt_dir: Path) -> dict:
-    """Step of last.pth (None if absent) and whether every .pth there loads."""
+    """The step of every .pth in `ckpt_dir` ('ERROR ...' where one does not load) and the partial files there."""
     files = sorted(ckpt_dir.glob('*.pth')) if ckpt_dir.is_dir() else []
     loaded = {}
     for path in files:
@@ -188,6 +189,8 @@ def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, t
     reference, resumed = tmp_path / 'reference', tmp_path / 'killed'
     expected, got = _records(reference / 'log'), _records(resumed / 'log')
     assert [r['step'] for r in got] == list(range(1, 10))  # one record per step: none lost, none repeated
+    scalars = EventAccumulator(str(resumed / 'log')).Reload().Scalars('loss/map')
+    assert [event.step for event in scalars] == list(range(1, 10))  # TensorBoard too (purge_step on resume)
     for before, after in zip(expected, got, strict=True):
         assert {k: before.get(k) for k in TERMS} == {k: after.get(k) for k in TERMS}, before['step']
     final, wanted = load_checkpoint(resumed / 'ckpt/last.pth'), load_checkpoint(reference / 'ckpt/last.pth')
