@@ -1,8 +1,8 @@
 """Bad inputs: checkpoints (truncated anywhere, another model, another size, a newer version, an export given
 to --resume), images (CMYK and EXIF-rotated JPEG, wrong extensions, 1x1 and one-pixel-thin images, broken
-links), layouts (link loops, one name with two extensions, unicode and spaces) and flags (zero, negative,
-a batch larger than the data set). See RELIABILITY.md for the table these tests back, and for the inputs
-other test files already cover."""
+links), layouts (link loops, one name with two extensions, unicode and spaces), flags (zero, negative,
+a batch larger than the data set) and Ctrl-C in test.py. See RELIABILITY.md for the table these tests back,
+and for the inputs other test files already cover."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from data.train_set import TrainDataset
 from net import Restormer
 from options import parse_args
 from tests.eval_fixtures import TINY, Identity, tiny_checkpoint, write_test_tree
+from tests.test_eval import InterruptAfter
 from tests.test_trainer import tiny_argv, write_tiny_data
 from utils.checkpoint import CheckpointError, build_map, load_checkpoint, save_checkpoint
 from utils.evaluate import evaluate
@@ -228,19 +229,6 @@ def test_zero_negative_and_missing_test_values_are_explained(export, flags, mess
 
 # ------------------------------------------------------------------------------------------ interrupted test.py
 
-class StopAfter(Identity):
-    """Identity that raises KeyboardInterrupt (Ctrl-C) on its call number `limit` + 1."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def forward(self, x):
-        if len(self.calls) == self.limit:
-            raise KeyboardInterrupt
-        return super().forward(x)
-
-
 def test_ctrl_c_in_test_py_keeps_what_was_written_and_resume_or_overwrite_finish(export, tmp_path, monkeypatch,
                                                                                   capsys):
     write_test_tree(tmp_path / 'Test')
@@ -252,7 +240,7 @@ def test_ctrl_c_in_test_py_keeps_what_was_written_and_resume_or_overwrite_finish
         monkeypatch.setattr(test_script, 'load_map', lambda path, device: (network, 'stand-in'))
         return network
 
-    serve(StopAfter(1))
+    serve(InterruptAfter(1))
     assert test_script.main(argv) == 130
     assert 'rerun with --resume' in capsys.readouterr().err
     (done,) = (out / 'derain/Rain100L/restored').iterdir()
@@ -265,7 +253,7 @@ def test_ctrl_c_in_test_py_keeps_what_was_written_and_resume_or_overwrite_finish
 
     photos = ['--ckpt', str(export), '--input', str(tmp_path / 'Test/derain/Rain100L/input'), '--output',
               str(tmp_path / 'photos')]
-    serve(StopAfter(1))
+    serve(InterruptAfter(1))
     assert test_script.main([*photos, '--no_progress']) == 130
     assert 'rerun with --resume' in capsys.readouterr().err
     network = serve(Identity())
