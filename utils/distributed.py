@@ -11,8 +11,10 @@ A single process (no `WORLD_SIZE` in the environment) runs the same code with `R
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import re
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -81,6 +83,23 @@ def setup(gpus: str, timeout_minutes: float = 30.0) -> Runtime:
 def teardown(runtime: Runtime) -> None:
     if runtime.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+# What gloo and NCCL say when another process died (its sockets closed) or stopped answering (a timeout).
+_LOST_PEER = re.compile(r'closed by peer|reset by peer|timed out|timeout|communicator was aborted', re.IGNORECASE)
+
+
+@contextlib.contextmanager
+def lost_peers_explained(runtime: Runtime, ckpt_dir: str) -> Iterator[None]:
+    """Turns the backend's error about another process that died or hangs into a message saying what to do."""
+    try:
+        yield
+    except RuntimeError as error:
+        if not (runtime.distributed and _LOST_PEER.search(str(error))):
+            raise
+        raise SystemExit(f'process {runtime.rank}: another process died or stopped responding ({error}). The '
+                         f'checkpoints in {ckpt_dir} are complete: find the cause in the other processes\' output, '
+                         'then rerun the same torchrun command with --resume auto') from error
 
 
 class GradientSync:
