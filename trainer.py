@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     runtime = distributed.setup(config.gpus, config.ddp_timeout)
     try:
-        train(config, runtime, ['python', 'trainer.py', *(sys.argv[1:] if argv is None else argv)])
+        with distributed.lost_peers_explained(runtime, config.ckpt_dir):
+            train(config, runtime, ['python', 'trainer.py', *(sys.argv[1:] if argv is None else argv)])
     finally:
         distributed.teardown(runtime)
 
