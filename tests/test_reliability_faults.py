@@ -31,7 +31,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import trainer
 from net import Critic, MRCNet
 from tests.test_trainer import TERMS, TINY, tiny_argv, write_tiny_data
-from utils import checkpoint
+from utils import checkpoint, distributed
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights, gradient_penalty
@@ -393,6 +393,20 @@ def test_a_dead_or_hanging_ddp_process_stops_the_other_in_bounded_time(data, tmp
     log = (tmp_path / 'rank0.log').read_text()
     assert report['exited'] and report['code'] != 0, (report, log[-3000:])
     assert report['seconds'] < 90, report
-    # gloo's own error, raised in the collective that waits for the other process, names the cause.
+    # What to do, with gloo's own error (raised in the collective that waits for the other process) as the cause.
+    assert 'process 0: another process died or stopped responding' in log and '--resume auto' in log, log[-3000:]
     assert re.search(error, log), log[-3000:]
     assert load_checkpoint(tmp_path / 'ckpt/last.pth')['step'] >= 1  # what was saved before stays loadable
+
+
+def test_only_errors_about_lost_processes_are_explained():
+    several = distributed.Runtime(torch.device('cpu'), rank=1, world_size=2, local_rank=1)
+    with pytest.raises(SystemExit, match=r'process 1: another process died .*closed by peer.*ckpt/x.*--resume auto'):
+        with distributed.lost_peers_explained(several, 'ckpt/x'):
+            raise RuntimeError('[pair.cc:561] Connection closed by peer [127.0.0.1]:21914')
+    with pytest.raises(RuntimeError, match='shape mismatch'):  # any other error passes through unchanged
+        with distributed.lost_peers_explained(several, 'ckpt/x'):
+            raise RuntimeError('shape mismatch')
+    with pytest.raises(RuntimeError, match='closed by peer'):  # and so does everything in a single process
+        with distributed.lost_peers_explained(distributed.Runtime(torch.device('cpu')), 'ckpt/x'):
+            raise RuntimeError('Connection closed by peer')
