@@ -1,6 +1,6 @@
 """Faults during training: SIGKILL at random moments (also mid checkpoint write), a full disk or unwritable
-checkpoint folder, non-finite losses, gradients and weights (also through the gradient penalty), and a DDP
-process that dies or hangs. See RELIABILITY.md for the table these tests back.
+checkpoint folder, non-finite losses, gradients and weights (also through the gradient penalty), a DDP
+process that dies or hangs, and SIGKILL during an evaluation. See RELIABILITY.md for the table these tests back.
 
 The killed runs are forked from one driver interpreter (`python -c ...`), so each restart costs no import of
 torch; every child is a complete `trainer.main` run that a SIGKILL ends without any cleanup.
@@ -29,9 +29,12 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import trainer
+from data.image_io import read_rgb
+from data.test_sets import find_test_sets
 from net import Critic, MRCNet
+from tests.eval_fixtures import Identity, write_test_tree
 from tests.test_trainer import TERMS, TINY, tiny_argv, write_tiny_data
-from utils import checkpoint, distributed
+from utils import checkpoint, distributed, evaluate
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights, gradient_penalty
@@ -112,6 +115,16 @@ def _arm(kind: str, count: int, value: float) -> None:
             return terms
 
         trainer.ot_iteration = stuck
+    elif kind == 'image':  # an image file of the evaluation is on disk, cut short, then the process dies
+        real_write = evaluate.write_rgb
+
+        def write_then_die(path, image):
+            real_write(path, image)
+            if reached():
+                Path(path).write_bytes(Path(path).read_bytes()[:100])
+                _die()
+
+        evaluate.write_rgb = write_then_die
 
 
 def _run_child(argv: list[str], kill: list | None) -> int:
@@ -202,6 +215,47 @@ def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, t
             assert all(torch.equal(final[f'{part}_optimizer']['state'][key][k], v) for k, v in state.items())
     exported = load_checkpoint(resumed / 'ckpt/last_map.pth')['map']
     assert all(torch.equal(exported[name], value) for name, value in wanted['map'].items())
+
+
+# ------------------------------------------------------------------------------------------- killed evaluation
+
+def drive_killed_evaluation(test_root: str, save_dir: str) -> None:
+    """Driver: two evaluations with --resume, SIGKILLed half-way through their 2nd and 3rd image file writes."""
+    torch.set_num_threads(1)
+    sets, _ = find_test_sets(test_root, ['derain', 'deblur'])
+    statuses = []
+    for writes in (2, 3):
+        pid = os.fork()
+        if pid == 0:
+            _arm('image', writes, 0)
+            try:
+                evaluate.evaluate(Identity(), sets, device='cpu', save_dir=Path(save_dir), resume=True, progress=False)
+            finally:
+                os._exit(0)
+        statuses.append(os.WTERMSIG(os.waitpid(pid, 0)[1]))
+    print('REPORT ' + json.dumps(statuses))
+
+
+def test_sigkill_during_evaluation_leaves_complete_files_and_resume_finishes(tmp_path):
+    write_test_tree(tmp_path / 'Test')
+    out = tmp_path / 'results'
+    command = [sys.executable, '-c', 'import sys; from tests.test_reliability_faults import drive_killed_evaluation; '
+               'drive_killed_evaluation(*sys.argv[1:3])', str(tmp_path / 'Test'), str(out)]
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.split('REPORT ', 1)[1]) == [signal.SIGKILL] * 2
+    assert list(out.rglob('.*.partial.png'))  # the cut files are hidden ...
+    for path in out.rglob('[!.]*.png'):  # ... and every visible one is complete
+        assert read_rgb(path).shape == (21, 30, 3), path
+    sets, _ = find_test_sets(tmp_path / 'Test', ['derain', 'deblur'])
+    network = Identity()
+    resumed = evaluate.evaluate(network, sets, device='cpu', save_dir=out, resume=True, progress=False)
+    assert len(network.calls) == 3  # the first image was finished by the second evaluation
+    reference = evaluate.evaluate(Identity(), sets, device='cpu', progress=False)
+    for got, expected in zip(resumed, reference, strict=True):
+        assert {k: v for k, v in got.items() if k != 'seconds_per_image'} == \
+            {k: v for k, v in expected.items() if k != 'seconds_per_image'}
+    assert not list(out.rglob('.*'))  # redoing an image replaced its partial files
 
 
 # ----------------------------------------------------------------------------------- full disk, unwritable folder
