@@ -57,7 +57,12 @@ def write_rgb(path: str | Path, image: np.ndarray) -> None:
     if not ok:
         raise ValueError(f'write_rgb({path}): OpenCV failed to encode the image')
     path.parent.mkdir(parents=True, exist_ok=True)
-    encoded.tofile(path)
+    try:  # not ndarray.tofile: it does not check the final flush, so a full disk left a short file silently
+        with open(path, 'wb') as handle:
+            handle.write(encoded.tobytes())
+    except OSError as error:
+        raise OSError(error.errno, f'write_rgb({path}): could not write the image ({error.strerror}); is the disk '
+                                   'full? Free space or write elsewhere') from error
 
 
 def _is_image(path: Path) -> bool:
