@@ -24,12 +24,13 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import trainer
-from data.image_io import read_rgb
+from data.image_io import read_rgb, write_rgb
 from data.test_sets import find_test_sets
 from net import Critic, MRCNet
 from tests.eval_fixtures import Identity, write_test_tree
@@ -295,6 +296,13 @@ def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path, monkeypatch)
     with pytest.raises(OSError, match=r'could not write checkpoint .*last\.pth: Permission denied.*--ckpt_dir'):
         checkpoint.save_checkpoint({**state, 'step': 2}, tmp_path / 'last.pth')
     assert load_checkpoint(tmp_path / 'last.pth')['step'] == 1
+
+
+@pytest.mark.skipif(not Path('/dev/full').exists(), reason='needs /dev/full to fail writes with ENOSPC')
+def test_a_full_disk_while_writing_an_image_names_the_image(tmp_path):
+    (tmp_path / 'out.png').symlink_to('/dev/full')
+    with pytest.raises(OSError, match=r'write_rgb\(.*out\.png\): could not write the image .*disk full'):
+        write_rgb(tmp_path / 'out.png', np.zeros((64, 64, 3), np.uint8))
 
 
 # --------------------------------------------------------------------------------------------- NaN and Inf
