@@ -3,7 +3,8 @@
 Every run gets the same flags but its variant's, the same seed list, iteration budget and validation set; its
 wall-clock time is measured around the trainer, its training time is the sum of the trainer's own per-step
 data and step times (`metrics.jsonl`), so validation is not counted in the time axis of the plot. A run whose
-`summary.json` exists is not trained again (delete its folder to redo it).
+`summary.json` exists is not trained again (delete its folder to redo it); one made by another command line
+is an error.
 """
 
 from __future__ import annotations
@@ -34,12 +35,17 @@ def trainer_argv(scale: Scale, variant: str, seed: int, data_flags: list[str], v
 def run_one(argv: list[str], run_dir: Path, variant: str, seed: int) -> dict:
     """Trains one run (unless its summary exists) and returns its summary."""
     summary_path = run_dir / 'summary.json'
+    command = ['python', 'trainer.py', *argv]
     if summary_path.is_file():
-        return json.loads(summary_path.read_text(encoding='utf-8'))
+        summary = json.loads(summary_path.read_text(encoding='utf-8'))
+        if summary['command'] != command:
+            raise SystemExit(f'{run_dir} holds a run of another command line ({" ".join(summary["command"])}); '
+                             'delete the folder to redo it, or give another --tag or --out')
+        return summary
     started = time.monotonic()
     trainer.main(argv)
     summary = summarise(run_dir / 'log', variant, seed, wall_seconds=time.monotonic() - started)
-    summary['command'] = ['python', 'trainer.py', *argv]
+    summary['command'] = command
     summary_path.write_text(json.dumps(summary, indent=1) + '\n', encoding='utf-8')
     return summary
 

@@ -70,6 +70,8 @@ def test_two_variants_give_table_plot_and_section(tmp_path, monkeypatch):
     monkeypatch.setattr(study.runner.trainer, 'main', no_training)
     assert study_main(argv, scale=scale) == summaries
     assert study_md.read_text(encoding='utf-8').count('<!-- study:tiny -->') == 1
+    with pytest.raises(SystemExit, match='another command line'):  # another budget in the same folders
+        study_main([*argv, '--iters', '3'], scale=scale)
 
 
 def test_main_variants_take_every_seed():
