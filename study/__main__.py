@@ -4,7 +4,7 @@
     python -m study --scale shared
     python -m study --scale paper --dry_run                        # print the GPU commands
     python -m study --scale demo --variants DA-RCOT L1-only --seeds 0 --iters 2 --val_every 1 --out /tmp/s
-    python -m study --scale demo --variants DA-RCOT Restormer --iters 240 --val_every 60 --tag demo_long
+    python -m study --scale demo --variants DA-RCOT Restormer --iters 160 --val_every 40 --tag demo_long
 """
 
 from __future__ import annotations
