@@ -25,10 +25,10 @@ def _run(step, networks, batches, weights):
     return history, transport_map, critic
 
 
-# float64 shows the two paths compute the same function; in float32 the terms agree to rounding, and weights
-# to 1e-4: RMSprop divides each gradient by its own RMS, so a near-zero gradient's rounding moves its weight
-# by up to the learning rate.
-@pytest.mark.parametrize('dtype, term_rel, weight_atol', [(torch.float64, 1e-9, 1e-12), (torch.float32, 1e-4, 1e-4)])
+# float64 shows the two paths compute the same function; in float32 the terms agree to rounding, and the
+# weights to 1e-3: RMSprop divides each gradient by its own RMS (its first step moves a weight by 10 x lr
+# whatever the gradient's size), so the rounding of a near-zero gradient can flip an update of 1e-4 x 10.
+@pytest.mark.parametrize('dtype, term_rel, weight_atol', [(torch.float64, 1e-9, 1e-12), (torch.float32, 1e-4, 1e-3)])
 def test_fast_iteration_equals_official_order_for_two_iterations(dtype, term_rel, weight_atol):
     torch.manual_seed(0)
     networks = (MRCNet(**TINY).to(dtype), Critic(32).to(dtype))
