@@ -119,7 +119,9 @@ def plot(summaries: list[dict], path: Path, title: str, size: tuple[int, int] = 
 
 def to_tensorboard(summaries: list[dict], plot_rgb: np.ndarray, log_dir: Path) -> None:
     """Each run's validation PSNR with the training second as its step (TensorBoard plots against steps), and
-    the plot as an image."""
+    the plot as an image. Replaces the events of an earlier report in `log_dir`."""
+    for old in Path(log_dir).glob('events.out.tfevents.*'):
+        old.unlink()
     with SummaryWriter(str(log_dir)) as writer:
         for summary in summaries:
             tag = f'val_psnr_vs_train_seconds/{summary["variant"]}_seed{summary["seed"]}'
