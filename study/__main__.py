@@ -1,6 +1,6 @@
 """`python -m study`: train the variants of a scale, then write the table, the plot and STUDY.md's section.
 
-    python -m study --scale demo                                   # 10 runs, about half an hour on 2 CPU cores
+    python -m study --scale demo                                   # 10 runs, about a quarter of an hour on 2 CPU cores
     python -m study --scale shared
     python -m study --scale paper --dry_run                        # print the GPU commands
     python -m study --scale demo --variants DA-RCOT L1-only --seeds 0 --iters 2 --val_every 1 --out /tmp/s
