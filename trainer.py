@@ -4,8 +4,8 @@ One iteration (`utils.iteration.ot_iteration`): a critic step, a second critic s
 penalty, then a map step. Within an epoch an iteration is paired while `iteration < pairnum // (batchSize x
 processes)` (the map loss has the contrastive and L1 terms), unpaired after; in unpaired iterations the
 critic sees clean patches independent of the batch (`--critic_on_targets`: the batch's own targets, as the
-official code). `--objective l1` trains on the paired L1 term alone. Critic lr = `--lr`, map lr = `--lr`/2,
-both x0.1 every `--step` epochs; RMSprop or Adam.
+official code). `--objective l1` trains on the paired L1 term alone. Critic lr = `--lr`, map lr = `--lr`/2
+(or `--map_lr`), both x0.1 every `--step` epochs; RMSprop or Adam.
 
 Writes, in `--ckpt_dir`: `last.pth` (every `--save_every` iterations, at every epoch end and when the run
 stops), `epoch_NNNN.pth` (each epoch), `best.pth` (best mean validation PSNR); these resume with `--resume`.
@@ -51,6 +51,9 @@ from utils.objective import ObjectiveWeights
 from utils.train_state import LAST, capture_rng, epoch_file, iteration_generator, restore_rng, resume_path
 
 OPTIMIZERS = {'RMSprop': torch.optim.RMSprop, 'Adam': torch.optim.Adam}
+# --identity_init scales the map's output convolution by this: T(x) starts next to x. Not to 0: at T(x) = x
+# exactly, the transport cost's square root has no gradient (0/0) and every map step would be skipped.
+IDENTITY_INIT_SCALE = 1e-2
 
 
 class WithCleanPatches(Dataset):
@@ -86,9 +89,13 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
     torch.manual_seed(config.seed)
     networks = {'map': MODELS[config.backbone](**config.model_args).to(device)}
     set_activation_checkpointing(networks['map'], config.checkpointing)
+    if config.identity_init:  # every map ends in a convolution `output` whose result is added to its input
+        with torch.no_grad():
+            for parameter in networks['map'].output.parameters():
+                parameter.mul_(IDENTITY_INIT_SCALE)
     if ot:
         networks['critic'] = Critic(config.patch_size).to(device)
-    lrs = {'map': config.lr / 2, 'critic': config.lr}
+    lrs = {'map': config.map_lr or config.lr / 2, 'critic': config.lr}
     optimizers = {name: OPTIMIZERS[config.optimizer](net.parameters(), lr=lrs[name]) for name, net in networks.items()}
     schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.step, gamma=0.1)
                   for name, opt in optimizers.items()}
@@ -102,20 +109,7 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
     stepping = {name: for_training(net, device, amp=config.amp, compile=config.compile and name == 'map')
                 for name, net in networks.items()}
 
-    roots = dict(config.train_roots)
-    data_args = dict(roots=roots, de_types=config.de_type, patch_size=config.patch_size,
-                     replication=config.replication or None, seed=config.seed, cache=config.cache,
-                     skip_unreadable=config.skip_unreadable)
-    dataset = TrainDataset(**data_args)
-    per_epoch = math.ceil(math.ceil(len(dataset) / runtime.world_size) / config.batchSize)  # batches per process
-    paired_iterations = config.pairnum // (config.batchSize * runtime.world_size)
-    if not ot:  # the L1 ablation trains on the paired part of each epoch only
-        per_epoch = min(per_epoch, paired_iterations)
-    elif not config.critic_on_targets and paired_iterations < per_epoch:
-        dataset = WithCleanPatches(dataset, CleanPatchSource(**data_args))
-    sampler = distributed.ShardSampler(dataset, runtime, seed=config.seed)
-    loader = DataLoader(dataset, config.batchSize, sampler=sampler, num_workers=config.threads,
-                        pin_memory=device.type == 'cuda', persistent_workers=config.threads > 0)
+    dataset, sampler, loader, per_epoch, paired_iterations = training_data(config, runtime)
     total = min(config.nEpochs * per_epoch, config.max_iters or math.inf)
     test_sets = validation_sets(config)
 
@@ -206,14 +200,14 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
                                  f'(--max_bad_iters {config.max_bad_iters}); the last good checkpoint is '
                                  f'{Path(config.ckpt_dir) / LAST}. Lower --lr, check the data, or resume from it')
             stop = stop_reason(config, step, started, sync)
-            if stop or step % config.save_every == 0:
+            if (stop or step % config.save_every == 0) and iteration < per_epoch:  # the epoch's end saves below
                 save([LAST], epoch, iteration)
             if config.val_every and step % config.val_every == 0:
                 validate(epoch, iteration)
             if stop:
                 break
             fetched = time.perf_counter()
-        if stop:
+        if stop and iteration < per_epoch:
             break
         for scheduler in schedulers.values():
             scheduler.step()
@@ -221,6 +215,8 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
         save([LAST, epoch_file(epoch)], epoch + 1, 0)
         if not config.val_every:
             validate(epoch + 1, 0)
+        if stop:
+            break
 
     if runtime.is_main:
         last = Path(config.ckpt_dir) / LAST
@@ -229,6 +225,25 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
         monitor.message(f'{stop or "all epochs done"} after {step} iterations. Checkpoints: {config.ckpt_dir} '
                         f'(last_map.pth for test.py); logs: tensorboard --logdir {config.log_dir}')
     monitor.close()
+
+
+def training_data(config: TrainConfig, runtime: distributed.Runtime
+                  ) -> tuple[Dataset, distributed.ShardSampler, DataLoader, int, int]:
+    """The training set, its sampler and loader, the iterations per epoch and how many of them are paired."""
+    data_args = dict(roots=config.train_roots, de_types=config.de_type, patch_size=config.patch_size,
+                     replication=config.replication or None, seed=config.seed, cache=config.cache,
+                     skip_unreadable=config.skip_unreadable)
+    dataset = TrainDataset(**data_args)
+    per_epoch = math.ceil(math.ceil(len(dataset) / runtime.world_size) / config.batchSize)  # batches per process
+    paired_iterations = config.pairnum // (config.batchSize * runtime.world_size)
+    if config.objective == 'l1':  # the L1 ablation trains on the paired part of each epoch only
+        per_epoch = min(per_epoch, paired_iterations)
+    elif not config.critic_on_targets and paired_iterations < per_epoch:
+        dataset = WithCleanPatches(dataset, CleanPatchSource(**data_args))
+    sampler = distributed.ShardSampler(dataset, runtime, seed=config.seed)
+    loader = DataLoader(dataset, config.batchSize, sampler=sampler, num_workers=config.threads,
+                        pin_memory=runtime.device.type == 'cuda', persistent_workers=config.threads > 0)
+    return dataset, sampler, loader, per_epoch, paired_iterations
 
 
 def stop_reason(config: TrainConfig, step: int, started: float, sync: distributed.GradientSync) -> str | None:

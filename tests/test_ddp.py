@@ -13,7 +13,6 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from net import Critic, MRCNet
-from tests.test_trainer import TINY, tiny_argv, write_tiny_data
 from utils import distributed
 from utils.checkpoint import load_checkpoint
 from utils.iteration import ot_iteration
@@ -40,13 +39,34 @@ def test_shards_cover_the_epoch_and_resume_mid_shard():
     assert list(sampler) != whole  # a new permutation each epoch
 
 
+def test_device_choice_falls_back_to_the_cpu_with_a_warning(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    with pytest.warns(RuntimeWarning, match='no GPU found'):
+        assert distributed.pick_device('0') == torch.device('cpu')
+    assert distributed.pick_device('cpu') == torch.device('cpu')
+    with pytest.raises(ValueError, match='--gpus'):
+        distributed.pick_device('first')
+
+
+def test_one_process_takes_one_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'device_count', lambda: 4)
+    assert distributed.pick_device('2') == torch.device('cuda', 2)
+    assert distributed.pick_device('2,3', local_rank=1, world_size=2) == torch.device('cuda', 3)
+    assert distributed.pick_device('0', local_rank=1, world_size=2) == torch.device('cuda', 1)
+    with pytest.raises(ValueError, match='torchrun --nproc_per_node 2'):
+        distributed.pick_device('0,1')
+    with pytest.raises(ValueError, match='GPU 7 does not exist'):
+        distributed.pick_device('7')
+
+
 def _train_two_ranks(rank: int, init_file: str) -> None:
     """One of two processes: different initial weights and data, a NaN on rank 1 in the second iteration."""
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     runtime = _runtime(rank, 2)
     torch.manual_seed(rank)  # different initial weights on each process: broadcast_state must align them
-    transport_map, critic = MRCNet(**TINY), Critic(32)
+    transport_map, critic = MRCNet(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1), Critic(32)
     for network in (transport_map, critic):
         distributed.broadcast_state(network, runtime)
     initial = torch.cat([p.detach().flatten().clone() for p in transport_map.parameters()])
@@ -77,6 +97,8 @@ def test_gradient_averaging_keeps_the_processes_identical(tmp_path):
 
 
 def test_torchrun_trains_on_two_processes(tmp_path):
+    from tests.test_trainer import tiny_argv, write_tiny_data  # here: spawned processes need not import the trainer
+
     data = write_tiny_data(tmp_path / 'data')
     # Per process: 3 of the 5 samples (padded), 2 iterations per epoch; pairnum 4 = 1 paired iteration of 2 x 2.
     argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--max_iters', '3')

@@ -201,6 +201,22 @@ def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):
         trainer.main(tiny_argv(data, tmp_path, '--dim', '16', '--resume', str(full_run / 'ckpt/last.pth')))
 
 
+def test_activation_checkpointing_changes_no_loss_and_bf16_trains(data, full_run, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path / 'checkpointing', '--checkpointing', '--max_iters', '3'))
+    for plain, checkpointed in zip(_records(full_run)[:3], _records(tmp_path / 'checkpointing'), strict=True):
+        for name in TERMS:
+            assert checkpointed.get(name) == pytest.approx(plain.get(name), rel=1e-5, abs=1e-6), name
+    trainer.main(tiny_argv(data, tmp_path / 'bf16', '--amp', '--max_iters', '2'))
+    assert all(r['skipped'] == 0 and math.isfinite(r['loss']) for r in _records(tmp_path / 'bf16'))
+
+
+def test_identity_init_starts_next_to_the_identity(data, full_run, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--identity_init', '--max_iters', '1'))
+    (first,) = _records(tmp_path)
+    assert first['skipped'] == 0  # T(x) = x exactly would leave the transport cost without a gradient
+    assert 0 < first['pix'] < 0.05 * _records(full_run)[0]['pix']
+
+
 def test_max_minutes_stops_the_run():
     config = parse_args(['--preset', 'tiny', '--max_minutes', '1'])
     sync = distributed.GradientSync(distributed.Runtime(torch.device('cpu')))
