@@ -39,3 +39,12 @@ def test_inference_benchmark_runs_whole_and_tiled():
 def test_unknown_variant_is_refused():
     with pytest.raises(SystemExit):
         train_step.parse_args(['--variants', 'fast+turbo'])
+
+
+def test_data_benchmark_reports_patches_per_second(tmp_path):
+    from bench import data
+
+    figures = data.main(['--demo_root', str(tmp_path / 'demo'), '--patch_size', '32', '--batch', '2',
+                         '--workers', '0', '--batches', '2'])
+    assert {'demo workers=0 cache=False', 'demo workers=0 cache=True'} <= set(figures)
+    assert all(f['patches_per_s'] > 0 for f in figures.values())
