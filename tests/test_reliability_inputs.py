@@ -37,12 +37,7 @@ _spec.loader.exec_module(test_script)
 RGB = np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.fixture(scope='module')

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import trainer
 from data.image_io import write_rgb
@@ -24,12 +23,7 @@ UNPICKLERS = {('pickle', 'load'), ('pickle', 'loads'), ('pickle', 'Unpickler'), 
 RESTRICTED_READER = 'utils/official.py'  # subclasses pickle.Unpickler with an allow-list of globals
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def unsafe_loads(source: str) -> list[str]:

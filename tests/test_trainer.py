@@ -30,13 +30,7 @@ def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return (np.kron(coarse, np.ones((8, 8, 1)))[:h, :w] * 255).astype(np.uint8)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """One intra-op thread: on a small shared CPU, more threads make tiny convolutions many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def write_tiny_data(root: Path) -> Path:
