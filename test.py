@@ -21,6 +21,7 @@ import torch
 from data.image_io import list_images
 from data.layouts import DataLayoutError
 from data.test_sets import TEST_TASKS, find_test_sets
+from utils import allocator
 from utils.checkpoint import CheckpointError, build_map
 from utils.embeddings import write_embeddings
 from utils.evaluate import PROTOCOLS, evaluate, restore_images
@@ -191,4 +192,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
+    allocator.preload()  # mimalloc where installed: utils/allocator.py
     sys.exit(main())

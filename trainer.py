@@ -32,7 +32,7 @@ from data.test_sets import find_test_sets
 from data.train_set import CleanPatchSource, TrainDataset
 from net import MODELS, Critic, set_activation_checkpointing
 from options import TrainConfig, parse_args
-from utils import distributed
+from utils import allocator, distributed
 from utils.acceleration import for_training
 from utils.checkpoint import (
     FORMAT,
@@ -311,4 +311,5 @@ def _plain(value: object) -> object:
 
 
 if __name__ == '__main__':
+    allocator.preload()  # mimalloc where installed: utils/allocator.py
     main()

@@ -15,12 +15,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from utils import allocator
+
 
 def machine() -> dict:
     """What the figures were measured on."""
     info = {'cpu': platform.processor() or platform.machine(), 'cores': os.cpu_count(),
             'torch': torch.__version__, 'threads': torch.get_num_threads(),
-            'allocator': os.environ.get('LD_PRELOAD', 'glibc malloc') or 'glibc malloc'}
+            'allocator': allocator.in_use()}
     cpuinfo = Path('/proc/cpuinfo')
     if cpuinfo.exists():
         names = [line.split(':', 1)[1].strip() for line in cpuinfo.read_text().splitlines()

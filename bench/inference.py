@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import time_alternating, write_json  # noqa: E402
 from bench.reference import official_order_forward  # noqa: E402
 from net import MRCNet  # noqa: E402
+from utils import allocator  # noqa: E402
 from utils.inference import restore  # noqa: E402
 
 MODIFIERS = ('channels_last', 'bf16')
@@ -100,4 +101,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
+    allocator.preload()  # mimalloc where installed: utils/allocator.py
     main()

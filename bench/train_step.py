@@ -25,12 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import count_flops, matmul_peak_gflops, time_alternating, write_json  # noqa: E402
 from bench.reference import reference_iteration  # noqa: E402
 from net import MODELS, Critic, set_activation_checkpointing  # noqa: E402
+from utils import allocator  # noqa: E402
 from utils.acceleration import for_training  # noqa: E402
-from utils.allocator import retain_freed_memory  # noqa: E402
 from utils.iteration import ot_iteration  # noqa: E402
 from utils.objective import ObjectiveWeights  # noqa: E402
 
-MODIFIERS = ('channels_last', 'checkpointing', 'bf16', 'compile', 'retain')
+MODIFIERS = ('channels_last', 'checkpointing', 'bf16', 'compile')
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,12 +85,8 @@ class Variant:
                           target=target, weights=ObjectiveWeights(),
                           alpha=torch.rand(args.batch, 1, 1, 1, device=device))
         self.compiled = 'compile' in modifiers
-        self.retain = 'retain' in modifiers
-        self.sets_allocator = any('retain' in spec.split('+') for spec in args.variants)
 
     def step(self) -> dict[str, float]:
-        if self.sets_allocator:
-            retain_freed_memory(self.retain)
         return self.step_fn(*self.args, self.batch['degraded'], self.batch['labels'], clean=self.batch['clean'],
                             target=self.batch['target'], weights=self.batch['weights'], alpha=self.batch['alpha'])
 
@@ -135,4 +131,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
+    allocator.preload()
     main()

@@ -4,8 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from bench import allocator as allocator_bench
 from bench import inference, train_step
 from bench.common import count_flops
+from utils.allocator import resolve
 
 TINY = ['--dim', '8', '--num_blocks', '1', '1', '1', '1', '--num_refinement_blocks', '1', '--iters', '1',
         '--device', 'cpu']
@@ -48,3 +50,16 @@ def test_data_benchmark_reports_patches_per_second(tmp_path):
                          '--workers', '0', '--batches', '2'])
     assert {'demo workers=0 cache=False', 'demo workers=0 cache=True'} <= set(figures)
     assert all(f['patches_per_s'] > 0 for f in figures.values())
+
+
+def test_allocator_benchmark_runs_each_allocator_in_its_own_process(tmp_path):
+    runs = ['fast:system'] + [f'fast:{name}' for name in ('jemalloc', 'mimalloc') if resolve(name)[0] == name]
+    result = allocator_bench.main(['--runs', *runs, '--rounds', '1', '--iters', '1', '--json',
+                                   str(tmp_path / 'alloc.json'), '--', *TINY[:-4], '--patch_size', '32'])
+    assert list(result['runs']) == runs  # and each child reported the allocator it was asked for
+    assert all(figures['median_s'] > 0 and figures['peak_mb'] > 0 for figures in result['runs'].values())
+
+
+def test_allocator_benchmark_rejects_an_unknown_allocator():
+    with pytest.raises(SystemExit):
+        allocator_bench.parse_args(['--runs', 'fast:tcmalloc'])

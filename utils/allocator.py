@@ -1,38 +1,92 @@
-"""Keep freed memory inside the process (glibc `mallopt`), a measured speed-up for CPU training.
+"""The C memory allocator of the entry points: jemalloc or mimalloc instead of glibc's malloc on Linux.
 
-glibc serves large blocks with mmap and hands them back to the kernel on every free, so each training step
-pays the kernel for fresh, zeroed pages again; on a 2-core CPU a third of a paper-size iteration went to
-that. With mmap off and trimming off, freed blocks are reused. The process then keeps its peak footprint
-(it does not shrink between steps), which is what a training loop reaches every step anyway. Elsewhere
-(macOS, musl, Windows) nothing changes. BENCHMARKS.md has the figures.
+glibc serves every block above 32 MiB with mmap and hands it back to the kernel on free, so each training step
+pays the kernel for fresh, zeroed pages again: at paper size on a 2-core CPU that was about a third of an
+iteration. An allocator that keeps freed pages for the next step removes that cost (BENCHMARKS.md): jemalloc
+with its decay off (the fastest, at glibc's peak memory), or mimalloc purging pages unused for six seconds.
+
+An allocator has to be in place before the process allocates anything, so `preload()` re-executes the
+running command once with the library in LD_PRELOAD; `trainer.py`, `test.py` and the benchmarks call it
+first thing. The environment variable DARCOT_ALLOCATOR chooses: `auto` (the default: jemalloc where the
+system has it, e.g. `apt install libjemalloc2`, else mimalloc, which `requirements.txt` installs as the
+`cmeel-mimalloc` wheel, else the system's), `jemalloc`, `mimalloc` or `system` (leave the process as it is).
+Your own MALLOC_CONF / MIMALLOC_* settings take precedence over the tuning below. Elsewhere than Linux
+nothing changes.
 """
 
 from __future__ import annotations
 
-import ctypes
+import glob
+import os
 import sys
+import warnings
+from importlib import metadata
+from pathlib import Path
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
-_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+ENV = 'DARCOT_ALLOCATOR'
+CHOICES = ('auto', 'mimalloc', 'jemalloc', 'system')
+LOADED_ENV = '_DARCOT_ALLOCATOR_LOADED'
+# jemalloc keeps freed pages for reuse (no decay): a step reuses the previous step's pages. mimalloc kept that
+# way ran as fast but held 17.7 GB at paper size; purging pages unused for 6 s (an iteration is about 10)
+# kept 15.0 GB at almost the same speed (BENCHMARKS.md).
+TUNING = {'jemalloc': {'MALLOC_CONF': 'dirty_decay_ms:-1,muzzy_decay_ms:-1'},
+          'mimalloc': {'MIMALLOC_PURGE_DELAY': '6000'}}
 
 
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith('linux'):
-        return None
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:
-        return None
-    return libc if hasattr(libc, 'mallopt') and hasattr(libc, 'gnu_get_libc_version') else None
+def library(name: str) -> Path | None:
+    """The shared library of allocator `name`, or None where it is not installed."""
+    if name == 'mimalloc':
+        try:
+            found = metadata.distribution('cmeel-mimalloc').locate_file('cmeel.prefix/lib/libmimalloc.so')
+        except metadata.PackageNotFoundError:
+            return None
+        return Path(str(found)) if Path(str(found)).is_file() else None
+    if name == 'jemalloc':
+        patterns = ('/usr/lib/*/libjemalloc.so.2', '/usr/lib/libjemalloc.so.2', '/usr/lib64/libjemalloc.so.2',
+                    '/usr/local/lib/libjemalloc.so.2')
+        matches = sorted(match for pattern in patterns for match in glob.glob(pattern))
+        return Path(matches[0]) if matches else None
+    raise ValueError(f'unknown allocator {name!r}; choose one of {", ".join(CHOICES)}')
 
 
-def retain_freed_memory(enabled: bool = True) -> bool:
-    """Turns retention on (or back to glibc's fixed defaults); False where the C library is not glibc."""
-    libc = _libc()
-    if libc is None:
-        return False
-    settings = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 2**31 - 1} if enabled else _GLIBC_DEFAULTS
-    applied = all(libc.mallopt(option, value) == 1 for option, value in settings.items())
-    if not enabled:
-        libc.malloc_trim(0)
-    return applied
+def resolve(choice: str) -> tuple[str, Path | None]:
+    """(allocator name, library) for a DARCOT_ALLOCATOR value; ('system', None) where nothing else is there."""
+    if choice not in CHOICES:
+        raise ValueError(f'{ENV}={choice!r}: choose one of {", ".join(CHOICES)}')
+    if choice == 'system' or not sys.platform.startswith('linux'):
+        return 'system', None
+    for name in (('jemalloc', 'mimalloc') if choice == 'auto' else (choice,)):
+        path = library(name)
+        if path is not None:
+            return name, path
+    if choice != 'auto':
+        warnings.warn(f'{ENV}={choice}: its library is not installed (mimalloc: pip install cmeel-mimalloc; '
+                      'jemalloc: apt install libjemalloc2); running with the system allocator', stacklevel=2)
+    return 'system', None
+
+
+def preload() -> str:
+    """Re-executes this command once with the chosen allocator preloaded; returns the allocator in use.
+
+    Call it before anything heavy is imported: the command starts again from the beginning (same
+    interpreter, same arguments, same process id, so torchrun and job schedulers are not disturbed).
+    """
+    if os.environ.get(LOADED_ENV):
+        return os.environ[LOADED_ENV]
+    name, path = resolve(os.environ.get(ENV, 'auto'))
+    if path is None or path.name in os.environ.get('LD_PRELOAD', ''):
+        os.environ[LOADED_ENV] = name
+        return name
+    env = {**TUNING[name], **os.environ}  # the user's own MIMALLOC_* / MALLOC_CONF settings win
+    env['LD_PRELOAD'] = ':'.join(filter(None, [str(path), os.environ.get('LD_PRELOAD')]))
+    env[LOADED_ENV] = name
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    return name  # not reached
+
+
+def in_use() -> str:
+    """The allocator of this process: mimalloc or jemalloc where one is preloaded, else 'system'."""
+    preloaded = os.environ.get('LD_PRELOAD', '')
+    return next((name for name in ('jemalloc', 'mimalloc') if f'lib{name}' in preloaded), 'system')
