@@ -72,7 +72,7 @@ class Monitor:
         self._jsonl.write(json.dumps(record) + '\n')
         self._jsonl.flush()
         shown = {name: terms[name] for name in ('loss', 'l1', 'transport_distance', 'gp') if name in terms}
-        self.bar.set_description(f'epoch {epoch}')
+        self.bar.set_description(f'epoch {epoch} iter {iteration}', refresh=False)
         self.bar.set_postfix({name: f'{value:.4g}' for name, value in shown.items()}, refresh=False)
         self.bar.update(1)
         if step % self.log_every:
