@@ -8,8 +8,9 @@ official code). `--objective l1` trains on the paired L1 term alone. Critic lr =
 (or `--map_lr`), both x0.1 every `--step` epochs; RMSprop or Adam.
 
 Writes, in `--ckpt_dir`: `last.pth` (every `--save_every` iterations, at every epoch end and when the run
-stops), `epoch_NNNN.pth` (each epoch), `best.pth` (best mean validation PSNR); these resume with `--resume`.
-`last_map.pth` and `best_map.pth` are weights-only exports for `test.py`. Logs: see `utils.monitor`.
+stops), `epoch_NNNN.pth` (each epoch; the newest `--keep_epochs` are kept), `best.pth` (best mean validation
+PSNR); these resume with `--resume`. `last_map.pth` and `best_map.pth` are weights-only exports for `test.py`.
+Logs: see `utils.monitor`.
 
     python trainer.py --preset demo                               # the main job, a few minutes on a CPU
     python trainer.py --de_type derain dehaze denoise_15 denoise_25 denoise_50 --batchSize 2 --type all
@@ -48,7 +49,15 @@ from utils.evaluate import evaluate
 from utils.iteration import l1_iteration, ot_iteration
 from utils.monitor import Monitor
 from utils.objective import ObjectiveWeights
-from utils.train_state import LAST, capture_rng, epoch_file, iteration_generator, restore_rng, resume_path
+from utils.train_state import (
+    LAST,
+    capture_rng,
+    epoch_file,
+    iteration_generator,
+    prune_epoch_files,
+    restore_rng,
+    resume_path,
+)
 
 OPTIMIZERS = {'RMSprop': torch.optim.RMSprop, 'Adam': torch.optim.Adam}
 # --identity_init scales the map's output convolution by this: T(x) starts next to x. Not to 0: at T(x) = x
@@ -212,7 +221,9 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
         for scheduler in schedulers.values():
             scheduler.step()
         first_iteration = 0
-        save([LAST, epoch_file(epoch)], epoch + 1, 0)
+        save([LAST] if config.keep_epochs == 0 else [LAST, epoch_file(epoch)], epoch + 1, 0)
+        if config.keep_epochs and runtime.is_main:
+            prune_epoch_files(config.ckpt_dir, config.keep_epochs)
         if not config.val_every:
             validate(epoch + 1, 0)
         if stop:

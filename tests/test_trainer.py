@@ -145,6 +145,13 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     assert 'val_psnr/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
 
 
+@pytest.mark.parametrize('keep, kept', [(1, ['epoch_0003.pth']), (0, [])])
+def test_keep_epochs_keeps_only_the_newest_epoch_files(data, tmp_path, keep, kept):
+    trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--nEpochs', '3', '--keep_epochs', str(keep)))
+    assert sorted(p.name for p in (tmp_path / 'ckpt').glob('epoch_*.pth')) == kept
+    assert load_checkpoint(tmp_path / 'ckpt/last.pth')['epoch'] == 4  # always written; a resume starts epoch 4
+
+
 def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--pairnum', '4', '--nEpochs', '1'))
     records = _records(tmp_path)

@@ -26,6 +26,14 @@ def epoch_file(epoch: int) -> str:
     return f'epoch_{epoch:04d}.pth'
 
 
+def prune_epoch_files(ckpt_dir: str | Path, keep: int) -> None:
+    """Deletes all but the newest `keep` epoch_NNNN.pth files of `ckpt_dir`."""
+    epochs = sorted((int(match.group(1)), path) for path in Path(ckpt_dir).glob('epoch_*.pth')
+                    if (match := _EPOCH_FILE.search(path.name)))
+    for _, path in epochs[:max(len(epochs) - keep, 0)]:
+        path.unlink()
+
+
 def iteration_generator(seed: int, rank: int, step: int) -> torch.Generator:
     """A CPU generator seeded by (seed, process, global step): the same numbers whenever that step runs."""
     state = np.random.SeedSequence([seed, rank, step]).generate_state(2, np.uint32)
