@@ -43,10 +43,18 @@ def test_missing_library_warns_and_falls_back(monkeypatch):
     assert allocator.resolve('auto') == ('system', None)  # auto falls back silently
 
 
+@pytest.mark.skipif(not LINUX, reason='allocators are preloaded on Linux only')
+def test_auto_prefers_jemalloc_then_mimalloc(monkeypatch):
+    installed = {'jemalloc': Path('/lib/libjemalloc.so.2'), 'mimalloc': Path('/site/libmimalloc.so')}
+    monkeypatch.setattr(allocator, 'library', lambda name: installed.get(name))
+    assert allocator.resolve('auto') == ('jemalloc', installed['jemalloc'])
+    del installed['jemalloc']
+    assert allocator.resolve('auto') == ('mimalloc', installed['mimalloc'])
+
+
 @pytest.mark.skipif(not LINUX or allocator.library('mimalloc') is None,
                     reason='needs Linux and the cmeel-mimalloc wheel (requirements.txt)')
 def test_preload_reexecutes_once_with_the_library_and_the_same_arguments():
-    assert allocator.resolve('auto')[0] == 'mimalloc'
     first, second = run_script('mimalloc')[-2:]
     # The command ran again from the start (same arguments), this time with mimalloc in LD_PRELOAD.
     assert first == 'again'
