@@ -192,5 +192,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    allocator.preload()  # mimalloc where installed: utils/allocator.py
+    allocator.preload()  # jemalloc or mimalloc where installed: utils/allocator.py
     sys.exit(main())

@@ -322,5 +322,5 @@ def _plain(value: object) -> object:
 
 
 if __name__ == '__main__':
-    allocator.preload()  # mimalloc where installed: utils/allocator.py
+    allocator.preload()  # jemalloc or mimalloc where installed: utils/allocator.py
     main()

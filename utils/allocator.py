@@ -27,8 +27,8 @@ ENV = 'DARCOT_ALLOCATOR'
 CHOICES = ('auto', 'mimalloc', 'jemalloc', 'system')
 LOADED_ENV = '_DARCOT_ALLOCATOR_LOADED'
 # jemalloc keeps freed pages for reuse (no decay): a step reuses the previous step's pages. mimalloc kept that
-# way ran as fast but held 17.7 GB at paper size; purging pages unused for 6 s (an iteration is about 10)
-# kept 15.0 GB at almost the same speed (BENCHMARKS.md).
+# way ran as fast (9.7 s) but held 17.7 GB at paper size; purging pages unused for 6 s (an iteration is about
+# 10) kept 15.0 GB for 10.0 to 12.7 s in two runs, against glibc's 13.3 s (BENCHMARKS.md).
 TUNING = {'jemalloc': {'MALLOC_CONF': 'dirty_decay_ms:-1,muzzy_decay_ms:-1'},
           'mimalloc': {'MIMALLOC_PURGE_DELAY': '6000'}}
 

@@ -26,11 +26,17 @@ def epoch_file(epoch: int) -> str:
     return f'epoch_{epoch:04d}.pth'
 
 
-def prune_epoch_files(ckpt_dir: str | Path, keep: int) -> None:
-    """Deletes all but the newest `keep` epoch_NNNN.pth files of `ckpt_dir`."""
+def _epoch_files(ckpt_dir: str | Path) -> list[Path]:
+    """The epoch_NNNN.pth files of `ckpt_dir`, oldest first."""
     epochs = sorted((int(match.group(1)), path) for path in Path(ckpt_dir).glob('epoch_*.pth')
                     if (match := _EPOCH_FILE.search(path.name)))
-    for _, path in epochs[:max(len(epochs) - keep, 0)]:
+    return [path for _, path in epochs]
+
+
+def prune_epoch_files(ckpt_dir: str | Path, keep: int) -> None:
+    """Deletes all but the newest `keep` epoch_NNNN.pth files of `ckpt_dir`."""
+    epochs = _epoch_files(ckpt_dir)
+    for path in epochs[:max(len(epochs) - keep, 0)]:
         path.unlink()
 
 
@@ -82,6 +88,5 @@ def resume_path(resume: str, ckpt_dir: str | Path) -> Path | None:
     ckpt_dir = Path(ckpt_dir)
     if (ckpt_dir / LAST).is_file():
         return ckpt_dir / LAST
-    epochs = sorted((int(match.group(1)), path) for path in ckpt_dir.glob('epoch_*.pth')
-                    if (match := _EPOCH_FILE.search(path.name)))
-    return epochs[-1][1] if epochs else None
+    epochs = _epoch_files(ckpt_dir)
+    return epochs[-1] if epochs else None
