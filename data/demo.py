@@ -27,7 +27,7 @@ from data import degradations as deg
 from data.image_io import write_rgb
 from data.test_sets import find_test_sets
 
-DEMO_VERSION = 1  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
+DEMO_VERSION = 2  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
 MANIFEST = 'demo.json'
 MIXED_SIGMA = 15
 MIXED_FIRST = ('haze', 'rain', 'lowlight', 'blur')  # the first degradation of each mixed image, in turn
@@ -227,7 +227,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--force', action='store_true', help='rebuild even if the demo set exists')
     args = parser.parse_args(argv)
-    psnr = build_demo(args.root, args.seed, args.force)
+    manifest = _manifest(Path(args.root))
+    stale = manifest is not None and not _is_current(manifest, args.seed)
+    if stale:  # a demo set this builder wrote, of another version or seed: replacing it loses nothing
+        print(f'{args.root} holds a demo set of version {manifest.get("version")}, seed {manifest.get("seed")}: '
+              f'rebuilding it as version {DEMO_VERSION}, seed {args.seed}')
+    try:
+        psnr = build_demo(args.root, args.seed, args.force or stale)
+    except FileExistsError as error:
+        parser.error(str(error))
     print(f'Demo data set in {args.root}/Train and {args.root}/Test')
     print(report(psnr))
 

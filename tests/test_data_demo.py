@@ -99,3 +99,19 @@ def test_the_command_prints_the_figures_of_an_existing_demo(built, capsys):
     demo.main(['--root', str(root)])
     out = capsys.readouterr().out
     assert f'{psnr["lowlight"]:6.2f} dB  target 7-10 dB (LOL)' in out and str(root / 'Train') in out
+
+
+def test_the_command_rebuilds_an_older_demo_and_refuses_other_folders(built, tmp_path, capsys):
+    root, _ = built
+    copy = tmp_path / 'demo'
+    shutil.copytree(root, copy)
+    manifest = copy / demo.MANIFEST
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), 'version': demo.DEMO_VERSION - 1}))
+    demo.main(['--root', str(copy)])
+    assert f'rebuilding it as version {demo.DEMO_VERSION}' in capsys.readouterr().out
+    assert json.loads(manifest.read_text())['version'] == demo.DEMO_VERSION
+    assert _digests(copy) == _digests(root)
+    (tmp_path / 'mine').mkdir()
+    with pytest.raises(SystemExit):  # not a demo set: an error naming the folder and --force, no traceback
+        demo.main(['--root', str(tmp_path / 'mine')])
+    assert 'pass --force' in capsys.readouterr().err
