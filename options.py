@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from data.tasks import DE_TYPES, THREE_TASK, parse_de_type, parse_replication
+from data.tasks import ALL_TOKENS, DE_TYPES, THREE_TASK, parse_de_type, parse_replication
 from data.train_set import default_train_roots
 from net import MODELS
 
@@ -38,7 +38,7 @@ PRESETS: dict[str, dict] = {
     # bf16, two and four blocks in the lowest levels, blur and haze repeated, the decay after 60 % of the run.
     'demo': dict(dim=16, num_blocks=(1, 1, 2, 4), num_refinement_blocks=1, patch_size=64, batchSize=4,
                  optimizer='Adam', lr=1e-4, map_lr=1e-3, identity_init=True, amp=True, nEpochs=26, step=16,
-                 de_type=['derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50', 'deblur', 'lowlight'],
+                 de_type=list(ALL_TOKENS),
                  data_root='data/demo/Train', type='demo', cache=True, threads=0,
                  replication=['denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=2', 'dehaze=2', 'deblur=3',
                               'lowlight=1'],

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_json  # noqa: E402
 from data.demo import ensure_demo  # noqa: E402
+from data.tasks import ALL_TOKENS  # noqa: E402
 from data.train_set import TrainDataset, default_train_roots  # noqa: E402
 
-DEMO_TOKENS = ['derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50', 'deblur', 'lowlight']
 SHARED = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
 
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     demo_train, _ = ensure_demo(args.demo_root)
     with tempfile.TemporaryDirectory() as scratch:
-        sets = {'demo': (default_train_roots(demo_train), DEMO_TOKENS)}
+        sets = {'demo': (default_train_roots(demo_train), list(ALL_TOKENS))}
         shared = shared_train_tree(Path(scratch) / 'shared')
         if shared is None:
             print(f'no Rain100H/CBSD68 under {SHARED}: the shared-data rows are skipped (set DARCOT_SHARED_DATA)')

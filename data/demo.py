@@ -172,6 +172,11 @@ def _is_current(manifest: dict | None, seed: int) -> bool:
     return manifest is not None and manifest.get('version') == DEMO_VERSION and manifest.get('seed') == seed
 
 
+def _is_older(manifest: dict | None, seed: int) -> bool:
+    """A demo set this builder wrote, of another version or seed: replacing it loses nothing."""
+    return manifest is not None and not _is_current(manifest, seed)
+
+
 def build_demo(root: str | Path = 'data/demo', seed: int = 0, force: bool = False) -> dict[str, float]:
     """Write the demo set to `root` (unless an up-to-date one with this seed is there) and return the mean
     input PSNR of its test sets (`measure`).
@@ -206,8 +211,7 @@ def build_demo(root: str | Path = 'data/demo', seed: int = 0, force: bool = Fals
 def ensure_demo(root: str | Path = 'data/demo', seed: int = 0) -> tuple[Path, Path]:
     """The demo's `(train_root, test_root)`, building it first where it is missing or an older version."""
     root = Path(root)
-    manifest = _manifest(root)
-    build_demo(root, seed, force=manifest is not None and not _is_current(manifest, seed))
+    build_demo(root, seed, force=_is_older(_manifest(root), seed))
     return root / 'Train', root / 'Test'
 
 
@@ -228,8 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--force', action='store_true', help='rebuild even if the demo set exists')
     args = parser.parse_args(argv)
     manifest = _manifest(Path(args.root))
-    stale = manifest is not None and not _is_current(manifest, args.seed)
-    if stale:  # a demo set this builder wrote, of another version or seed: replacing it loses nothing
+    stale = _is_older(manifest, args.seed)
+    if stale:
         print(f'{args.root} holds a demo set of version {manifest.get("version")}, seed {manifest.get("seed")}: '
               f'rebuilding it as version {DEMO_VERSION}, seed {args.seed}')
     try:

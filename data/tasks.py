@@ -21,6 +21,8 @@ NOISE_SIGMAS: dict[str, int] = {'denoise_15': 15, 'denoise_25': 25, 'denoise_50'
 
 THREE_TASK = ('derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50')
 FIVE_TASK = ('denoise_25', 'derain', 'dehaze', 'deblur', 'lowlight')
+# Every task with all three noise levels: the demo's training set and the CPU study's.
+ALL_TOKENS = (*THREE_TASK, 'deblur', 'lowlight')
 
 # How many times each token's list is repeated in one epoch, as in the paper's code: it balances a few hundred
 # rain pairs against tens of thousands of hazy ones.

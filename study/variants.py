@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.demo import ensure_demo
+from data.tasks import ALL_TOKENS
 from data.test_sets import find_test_sets
 
 # Variant -> the trainer flags that make it, on top of the scale's flags. DA-RCOT is the paper's full method.
@@ -32,7 +33,7 @@ MAIN_VARIANTS = ('DA-RCOT', 'Restormer')
 # main job tunes): one block per level, dim 8, 32 x 32 patches, batch 4, Adam, map lr 1e-3, all seven tokens.
 SMALL_MODEL = ('--preset', 'tiny', '--batchSize', '4', '--optimizer', 'Adam', '--map_lr', '1e-3', '--nEpochs', '15',
                '--step', '11', '--type', 'demo', '--cache',
-               '--de_type', 'derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50', 'deblur', 'lowlight',
+               '--de_type', *ALL_TOKENS,
                '--replication', 'denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=1', 'dehaze=2', 'deblur=2',
                'lowlight=1', '--log_every', '1', '--save_every', '100000', '--image_every', '100000')
 SHARED_DATA = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
