@@ -192,5 +192,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    allocator.preload()  # jemalloc or mimalloc where installed: utils/allocator.py
+    allocator.preload()  # freed memory kept for the next step: utils/allocator.py
     sys.exit(main())

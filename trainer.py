@@ -106,8 +106,7 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
         networks['critic'] = Critic(config.patch_size).to(device)
     lrs = {'map': config.map_lr or config.lr / 2, 'critic': config.lr}
     optimizers = {name: OPTIMIZERS[config.optimizer](net.parameters(), lr=lrs[name]) for name, net in networks.items()}
-    schedulers = {name: torch.optim.lr_scheduler.StepLR(opt, config.step, gamma=0.1)
-                  for name, opt in optimizers.items()}
+    schedulers = {name: make_scheduler(opt, config) for name, opt in optimizers.items()}
     start_epoch, first_iteration, step, best_psnr = 1, 0, 0, -math.inf
     resume = resume_path(config.resume, config.ckpt_dir)
     if resume is not None:
@@ -267,6 +266,13 @@ def stop_reason(config: TrainConfig, step: int, started: float, sync: distribute
     return None
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """The learning-rate schedule, stepped once per epoch."""
+    if config.lr_schedule == 'cosine':
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.nEpochs)
+    return torch.optim.lr_scheduler.StepLR(optimizer, config.step, gamma=0.1)
+
+
 def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, config: TrainConfig,
             runtime: distributed.Runtime) -> tuple[int, int, int, float]:
     """Loads a training checkpoint into the networks, optimizers and schedulers; returns where it stopped."""
@@ -322,5 +328,5 @@ def _plain(value: object) -> object:
 
 
 if __name__ == '__main__':
-    allocator.preload()  # jemalloc or mimalloc where installed: utils/allocator.py
+    allocator.preload()  # freed memory kept for the next step: utils/allocator.py
     main()

@@ -1,7 +1,7 @@
 """Benchmark of the C memory allocator (`utils.allocator`): training iterations under each allocator.
 
     python bench/allocator.py                                 # paper-size MRCNet, patch 128, batch 2
-    python bench/allocator.py --runs reference:system fast:system fast:mimalloc --rounds 3 -- --dim 24
+    python bench/allocator.py --runs reference:system fast:system fast:retain --rounds 3 -- --dim 24
 
 An allocator is fixed for a process's whole life, so each run `VARIANT:ALLOCATOR` is a separate process of
 `bench/train_step.py --variants VARIANT` (one warm-up, then `--iters` timed iterations) started with
@@ -25,29 +25,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_json  # noqa: E402
-from utils.allocator import CHOICES, LOADED_ENV, resolve  # noqa: E402
+from utils.allocator import CHOICES, VARIABLES, jemalloc_library, settings  # noqa: E402
 
 TRAIN_STEP = Path(__file__).resolve().with_name('train_step.py')
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--runs', nargs='+', default=['reference:system', 'fast:system', 'fast:mimalloc',
-                                                      'fast:jemalloc'],
+    parser.add_argument('--runs', nargs='+', default=None,
                         help='VARIANT:ALLOCATOR, VARIANT as in bench/train_step.py, ALLOCATOR one of '
-                             + ', '.join(CHOICES[1:]))
+                             f'{", ".join(CHOICES)} (default: both variants under system and retain, and the '
+                             'fast one under jemalloc where installed)')
     parser.add_argument('--rounds', type=int, default=2, help='processes per run, alternated')
     parser.add_argument('--iters', type=int, default=2, help='timed iterations per process, after one warm-up')
     parser.add_argument('--json', help='write the figures to this JSON file')
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index('--') if '--' in argv else len(argv)
     args = parser.parse_args(argv[:split])
+    if args.runs is None:
+        args.runs = ['reference:system', 'fast:system', 'reference:retain', 'fast:retain']
+        args.runs += ['fast:jemalloc'] if jemalloc_library() is not None else []
     for run in args.runs:
         variant, _, allocator = run.partition(':')
-        if allocator not in CHOICES[1:]:
-            parser.error(f'--runs: {run!r} is not VARIANT:ALLOCATOR with ALLOCATOR one of {", ".join(CHOICES[1:])}')
-        if resolve(allocator)[0] != allocator:
-            parser.error(f'--runs: {run!r}: {allocator} is not installed here (see utils/allocator.py)')
+        if allocator not in CHOICES:
+            parser.error(f'--runs: {run!r} is not VARIANT:ALLOCATOR with ALLOCATOR one of {", ".join(CHOICES)}')
+        if settings(allocator)[0] != allocator:
+            parser.error(f'--runs: {run!r}: {allocator} is not available here (see utils/allocator.py)')
     return args, argv[split + 1:]
 
 
@@ -57,7 +60,7 @@ def run_once(run: str, iters: int, extra: list[str]) -> dict[str, float]:
         out = Path(folder) / 'figures.json'
         command = [sys.executable, str(TRAIN_STEP), '--variants', variant, '--iters', str(iters), '--no_flops',
                    '--json', str(out), *extra]
-        env = {key: value for key, value in os.environ.items() if key not in ('LD_PRELOAD', LOADED_ENV)}
+        env = {key: value for key, value in os.environ.items() if key not in VARIABLES}
         subprocess.run(command, check=True, env=dict(env, DARCOT_ALLOCATOR=allocator), stdout=subprocess.DEVNULL)
         figures = json.loads(out.read_text())
     if figures['machine']['allocator'] != allocator:

@@ -131,5 +131,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == '__main__':
-    allocator.preload()  # jemalloc or mimalloc where installed: utils/allocator.py
+    allocator.preload()  # freed memory kept for the next step: utils/allocator.py
     main()

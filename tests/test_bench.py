@@ -7,7 +7,7 @@ from torch import nn
 from bench import allocator as allocator_bench
 from bench import inference, train_step
 from bench.common import count_flops
-from utils.allocator import resolve
+from utils.allocator import settings
 
 TINY = ['--dim', '8', '--num_blocks', '1', '1', '1', '1', '--num_refinement_blocks', '1', '--iters', '1',
         '--device', 'cpu']
@@ -53,7 +53,7 @@ def test_data_benchmark_reports_patches_per_second(tmp_path):
 
 
 def test_allocator_benchmark_runs_each_allocator_in_its_own_process(tmp_path):
-    runs = ['fast:system'] + [f'fast:{name}' for name in ('jemalloc', 'mimalloc') if resolve(name)[0] == name]
+    runs = ['fast:system'] + [f'fast:{name}' for name in ('retain', 'jemalloc') if settings(name)[0] == name]
     result = allocator_bench.main(['--runs', *runs, '--rounds', '1', '--iters', '1', '--json',
                                    str(tmp_path / 'alloc.json'), '--', *TINY[:-4], '--patch_size', '32'])
     assert list(result['runs']) == runs  # and each child reported the allocator it was asked for
