@@ -56,6 +56,7 @@ class TrainConfig:
     lr: float = 1e-4  # the critic's learning rate
     map_lr: float | None = None  # the map's learning rate; None: lr / 2, as the official code
     step: int = 15  # both learning rates x0.1 every `step` epochs
+    lr_schedule: str = 'step'  # 'step' (the official) or 'cosine' (annealed to 0 over nEpochs; `step` unused)
     optimizer: str = 'RMSprop'
     pairnum: int = 10_000_000  # paired samples per epoch; iterations after pairnum // batch are unpaired
     Sigma: float = 10000.0
@@ -161,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument('--map_lr', type=_positive_float, default=None,
                        help="the map's learning rate (default: lr/2, as the official code)")
     paper.add_argument('--step', type=_positive_int, default=default.step, help='both lrs x0.1 every STEP epochs')
+    paper.add_argument('--lr_schedule', choices=('step', 'cosine'), default=default.lr_schedule,
+                       help='step: x0.1 every --step epochs (official); cosine: both lrs annealed to 0 over --nEpochs')
     paper.add_argument('--optimizer', choices=('RMSprop', 'Adam'), default=default.optimizer)
     paper.add_argument('--pairnum', type=_non_negative_int, default=default.pairnum,
                        help='paired samples per epoch; later iterations are unpaired (0: all unpaired)')

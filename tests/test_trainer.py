@@ -218,6 +218,13 @@ def test_identity_init_starts_next_to_the_identity(data, full_run, tmp_path):
     assert 0 < first['pix'] < 0.05 * _records(full_run)[0]['pix']
 
 
+def test_cosine_schedule_anneals_both_lrs_over_the_run(data, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--lr_schedule', 'cosine', '--nEpochs', '3'))
+    records = _records(tmp_path)  # three iterations per epoch; lr x (1 + cos(pi epoch / 3)) / 2
+    assert [r['lr_map'] for r in records] == pytest.approx([5e-5] * 3 + [3.75e-5] * 3 + [1.25e-5] * 3)
+    assert [r['lr_critic'] for r in records] == pytest.approx([1e-4] * 3 + [7.5e-5] * 3 + [2.5e-5] * 3)
+
+
 def test_max_minutes_stops_the_run():
     config = parse_args(['--preset', 'tiny', '--max_minutes', '1'])
     sync = distributed.GradientSync(distributed.Runtime(torch.device('cpu')))
