@@ -53,7 +53,7 @@ def test_the_train_tree_loads_through_the_training_set_code(built):
     roots = default_train_roots(root / 'Train')
     data = TrainDataset(roots, list(DE_TYPES), 32, replication=dict.fromkeys(DE_TYPES, 1))
     assert {s.token: len(s.pairs) for s in data.sources} == {
-        'denoise_15': 8, 'denoise_25': 8, 'denoise_50': 8, 'derain': 16, 'dehaze': 16, 'deblur': 16,
+        'denoise_15': 8, 'denoise_25': 8, 'denoise_50': 8, 'derain': 16, 'dehaze': 16, 'deblur': 8 * demo.BLUR_VARIANTS,
         'lowlight': 16, 'single': 8}
     assert {data[i]['task'] for i in range(len(data))} == set(DE_TYPES.values())
     assert len(CleanPatchSource(roots, ['dehaze'], 32).clean['dehaze']) == 8  # one clean image per 2 hazy
