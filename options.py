@@ -33,12 +33,12 @@ PRESETS: dict[str, dict] = {
     # An iteration in well under a second on a laptop CPU: for smoke tests and debugging.
     'tiny': dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, patch_size=32, threads=0),
     # The README's main job (`python -m data.demo` builds its data): all five tasks (noise at the three levels) on a
-    # 2-core CPU: 966 iterations, about 8 minutes there, --max_minutes as a bound. Tuned there (README): a map lr
+    # 2-core CPU: 736 iterations, about 7 minutes there, --max_minutes as a bound. Tuned there (README): a map lr
     # far above lr/2 (the critic's stays the official 1e-4: more makes it diverge), a start next to the identity,
     # bf16, two and four blocks in the lowest levels, rain and blur repeated, both lrs annealed to 0 (with the
     # step decay the last weights swung by up to 3 dB between runs that differed only in their blurred pairs).
     'demo': dict(dim=16, num_blocks=(1, 1, 2, 4), num_refinement_blocks=1, patch_size=64, batchSize=4,
-                 optimizer='Adam', lr=1e-4, map_lr=1e-3, identity_init=True, amp=True, nEpochs=21,
+                 optimizer='Adam', lr=1e-4, map_lr=1e-3, identity_init=True, amp=True, nEpochs=16,
                  lr_schedule='cosine', de_type=list(ALL_TOKENS),
                  data_root='data/demo/Train', type='demo', cache=True, threads=0,
                  replication=['denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=2', 'dehaze=1', 'deblur=2',
