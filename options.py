@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument('--num_refinement_blocks', type=_positive_int, default=default.num_refinement_blocks)
     size.add_argument('--heads', type=_positive_int, nargs=4, default=list(default.heads))
     size.add_argument('--ffn_expansion_factor', type=_positive_float, default=default.ffn_expansion_factor)
-    size.add_argument('--identity_init', action='store_true',
+    size.add_argument('--identity_init', action=argparse.BooleanOptionalAction, default=default.identity_init,
                       help="shrink the map's output convolution 100-fold, so that training starts next to the "
                            'identity T(x) = x (not in the official code; short runs learn faster)')
 
@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
         data.add_argument(f'--{flag}', default=None, help=f'{key} training folder (default: under --data_root)')
     data.add_argument('--replication', nargs='+', default=[],
                       help='per-token repeats in an epoch, e.g. derain=100 dehaze=2 (default: the official ones)')
-    data.add_argument('--cache', action='store_true', help='keep decoded training images in memory')
+    data.add_argument('--cache', action=argparse.BooleanOptionalAction, default=default.cache,
+                      help='keep decoded training images in memory')
     data.add_argument('--skip_unreadable', action='store_true', help='skip unreadable training images with a warning')
 
     val = parser.add_argument_group('validation (at full image size, through utils.evaluate)')
@@ -237,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='stop after this many consecutive iterations with a non-finite loss or gradient')
 
     perf = parser.add_argument_group('performance')
-    perf.add_argument('--amp', action='store_true', help='bfloat16 autocast of the networks (GPU or CPU)')
+    perf.add_argument('--amp', action=argparse.BooleanOptionalAction, default=default.amp,
+                      help="bfloat16 autocast of the networks (GPU or CPU); --no-amp turns off a preset's")
     perf.add_argument('--compile', action='store_true', help='torch.compile the transport map')
     perf.add_argument('--checkpointing', action='store_true',
                       help='activation checkpointing of the transformer blocks: less memory, same numbers')

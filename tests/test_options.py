@@ -43,6 +43,9 @@ def test_a_preset_sets_defaults_and_explicit_flags_win():
     demo = parse_args(['--preset', 'demo'])
     assert demo.max_minutes == PRESETS['demo']['max_minutes'] and demo.de_type == tuple(PRESETS['demo']['de_type'])
     assert demo.train_roots['lowlight'].startswith('data/demo/Train')
+    assert demo.amp and demo.cache and demo.identity_init  # booleans a preset turns on, a --no- flag turns off
+    off = parse_args(['--preset', 'demo', '--no-amp', '--no-cache', '--no-identity_init'])
+    assert not (off.amp or off.cache or off.identity_init)
 
 
 def test_data_root_sets_every_root_and_a_task_flag_overrides_one():
