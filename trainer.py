@@ -5,7 +5,7 @@ penalty, then a map step. Within an epoch an iteration is paired while `iteratio
 processes)` (the map loss has the contrastive and L1 terms), unpaired after; in unpaired iterations the
 critic sees clean patches independent of the batch (`--critic_on_targets`: the batch's own targets, as the
 official code). `--objective l1` trains on the paired L1 term alone. Critic lr = `--lr`, map lr = `--lr`/2
-(or `--map_lr`), both x0.1 every `--step` epochs; RMSprop or Adam.
+(or `--map_lr`), both x0.1 every `--step` epochs (or annealed to 0 with `--lr_schedule cosine`); RMSprop or Adam.
 
 Writes, in `--ckpt_dir`: `last.pth` (every `--save_every` iterations, at every epoch end and when the run
 stops), `epoch_NNNN.pth` (each epoch; the newest `--keep_epochs` are kept), `best.pth` (best mean validation
