@@ -4,7 +4,8 @@ The flag names are the official DA-RCOT ones (`--batchSize`, `--nEpochs`, `--pai
 `--de_type`, `--patch_size`, `--type`, `--gpus`, `--backbone`, `--step`, `--resume`, ...), so the official
 README's training commands run unchanged. A `--preset` fills in defaults (model size, patch size, batch size,
 learning rate, ...); any flag given explicitly wins over the preset. Nothing is parsed at import: call
-`parse_args(argv)`. Invalid values raise `SystemExit` with a message that names the flag.
+`parse_args(argv)`. Invalid values raise `SystemExit` with a message that names the flag. torch is imported
+only once the flags have parsed, so that `--help` and a mistyped flag answer at once.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from data.layouts import default_train_roots
 from data.tasks import ALL_TOKENS, DE_TYPES, THREE_TASK, parse_de_type, parse_replication
-from data.train_set import default_train_roots
-from net import MODELS
+
+BACKBONES = ('MRCNet', 'Restormer', 'RCNet')  # the rows of net.MODELS, named here so that parsing needs no torch
+AMP_CHOICES = ('auto', 'on', 'off')  # utils.precision says what `auto` picks on which hardware
 
 TRAIN_ROOT_FLAGS = {  # training-root key -> flag that overrides it
     'denoise': 'denoise_dir', 'derain': 'derain_dir', 'dehaze': 'dehaze_dir', 'deblur': 'deblur_dir',
@@ -38,7 +39,7 @@ PRESETS: dict[str, dict] = {
     # bf16, two and four blocks in the lowest levels, rain and blur repeated, both lrs annealed to 0 (with the
     # step decay the last weights swung by up to 3 dB between runs that differed only in their blurred pairs).
     'demo': dict(dim=16, num_blocks=(1, 1, 2, 4), num_refinement_blocks=1, patch_size=64, batchSize=4,
-                 optimizer='Adam', lr=1e-4, map_lr=1e-3, identity_init=True, amp=True, nEpochs=16,
+                 optimizer='Adam', lr=1e-4, map_lr=1e-3, identity_init=True, nEpochs=16,
                  lr_schedule='cosine', de_type=list(ALL_TOKENS),
                  data_root='data/demo/Train', type='demo', cache=True, threads=0,
                  replication=['denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=2', 'dehaze=1', 'deblur=2',
@@ -77,6 +78,7 @@ class TrainConfig:
     heads: tuple[int, ...] = (1, 2, 4, 8)
     ffn_expansion_factor: float = 2.66
     identity_init: bool = False  # shrink the map's output convolution: training starts next to T(x) = x
+    critic_width: int = 64  # channels of the critic's first convolution (the official 64)
     # Objective.
     objective: str = 'ot'  # 'ot': the full DA-RCOT objective; 'l1': the paired L1 term alone (an ablation)
     no_fourier: bool = False
@@ -103,7 +105,7 @@ class TrainConfig:
     max_minutes: float | None = None
     max_bad_iters: int = 20
     # Performance.
-    amp: bool = False
+    amp: str = 'auto'  # 'auto', 'on' or 'off' (utils.precision)
     compile: bool = False
     checkpointing: bool = False
     ddp_timeout: float = 30.0
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument('--type', default=default.type, help='run tag: names the default log and checkpoint folders')
     paper.add_argument('--gpus', default=default.gpus,
                        help="GPU id for a single process ('cpu' for the CPU); under torchrun, one id per local rank")
-    paper.add_argument('--backbone', choices=tuple(MODELS), default=default.backbone)
+    paper.add_argument('--backbone', choices=BACKBONES, default=default.backbone)
     paper.add_argument('--resume', default=default.resume,
                        help="'none', a checkpoint path, or 'auto' (the newest checkpoint in --ckpt_dir, if any)")
     paper.add_argument('--threads', type=_non_negative_int, default=default.threads, help='data loader workers')
@@ -194,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     size.add_argument('--identity_init', action=argparse.BooleanOptionalAction, default=default.identity_init,
                       help="shrink the map's output convolution 100-fold, so that training starts next to the "
                            'identity T(x) = x (not in the official code; short runs learn faster)')
+
+    size.add_argument('--critic_width', type=_positive_int, default=default.critic_width,
+                      help="channels of the critic's first convolution, doubling to 8x (the official 64)")
 
     objective = parser.add_argument_group('objective')
     objective.add_argument('--objective', choices=('ot', 'l1'), default=default.objective,
@@ -238,8 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help='stop after this many consecutive iterations with a non-finite loss or gradient')
 
     perf = parser.add_argument_group('performance')
-    perf.add_argument('--amp', action=argparse.BooleanOptionalAction, default=default.amp,
-                      help="bfloat16 autocast of the networks (GPU or CPU); --no-amp turns off a preset's")
+    add_amp_flags(perf, default.amp)
     perf.add_argument('--compile', action='store_true', help='torch.compile the transport map')
     perf.add_argument('--checkpointing', action='store_true',
                       help='activation checkpointing of the transformer blocks: less memory, same numbers')
@@ -248,8 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_amp_flags(group: argparse._ArgumentGroup, default: str = 'auto') -> None:
+    """`--amp [auto|on|off]` and `--no-amp`, the same in trainer.py and test.py."""
+    group.add_argument('--amp', nargs='?', const='on', choices=AMP_CHOICES, default=default,
+                       help='bfloat16 autocast of the networks. auto: where the hardware computes bfloat16 natively '
+                            '(a CUDA GPU of compute capability >= 8, a CPU with AVX-512-BF16 or AMX), float32 '
+                            'elsewhere; --amp alone means on')
+    group.add_argument('--no-amp', dest='amp', action='store_const', const='off', help='the same as --amp off')
+
+
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    """Parses `argv` (default: the command line) into a validated `TrainConfig`."""
+    """Parses `argv` (default: the command line) into a validated `TrainConfig`, the map's sizes included."""
+    config = parse_flags(argv)
+    check_map_size(config)
+    return config
+
+
+def parse_flags(argv: list[str] | None = None) -> TrainConfig:
+    """`parse_args` without the map-size check, and so without importing torch."""
     parser = build_parser()
     preset = parser.parse_known_args(argv)[0].preset
     parser.set_defaults(**PRESETS[preset])
@@ -280,17 +300,21 @@ def _resolve(args: dict) -> TrainConfig:
                          'unpaired: give --pairnum > 0 or use --objective ot')
     if config.resume not in ('none', 'auto') and not Path(config.resume).is_file():
         raise ValueError(f"--resume {config.resume}: no such file; give a checkpoint path, 'auto' or 'none'")
-    _check_map_size(config)
     return config
 
 
-def _check_map_size(config: TrainConfig) -> None:
-    """Builds the map on the meta device and runs a forward there: catches any size flag the network rejects."""
+def check_map_size(config: TrainConfig) -> None:
+    """Builds the map on the meta device and runs a forward there: any size flag the network rejects exits with
+    a message that names the flags."""
+    import torch
+
+    from net import MODELS
+
     try:
         with torch.device('meta'):
             MODELS[config.backbone](**config.model_args)(torch.empty(1, 3, 8, 8))
     except (RuntimeError, ValueError) as error:
-        raise ValueError(f'--dim {config.dim} --heads {" ".join(map(str, config.heads))} --num_blocks '
-                         f'{" ".join(map(str, config.num_blocks))}: {config.backbone} cannot be built with these '
-                         f'sizes; every level\'s channels (dim, 2dim, 4dim, 8dim) must divide by its heads ({error})'
-                         ) from error
+        build_parser().error(f'--dim {config.dim} --heads {" ".join(map(str, config.heads))} --num_blocks '
+                             f'{" ".join(map(str, config.num_blocks))}: {config.backbone} cannot be built with these '
+                             f'sizes; every level\'s channels (dim, 2dim, 4dim, 8dim) must divide by its heads '
+                             f'({error})')

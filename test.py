@@ -2,12 +2,13 @@
 
     python test.py --task {denoise,derain,dehaze,deblur,lowlight,all,<name>} --ckpt PATH [--test_dir data/Test]
         [--sigma 15 25 50] [--save_dir results] [--protocol pad|official] [--tile N --tile_overlap M]
-        [--y_channel] [--compare] [--device auto] [--amp] [--resume | --overwrite] [--dump_embeddings]
+        [--y_channel] [--compare] [--device auto] [--amp auto|on|off] [--resume | --overwrite] [--dump_embeddings]
     python test.py --input FILE_OR_DIR --ckpt PATH --output DIR [--tile N] [--device auto]
 
 Wiring only: checkpoint (ours, or an official pickle converted on the fly) + test sets -> `evaluate()` ->
 `summary.json`, `results.md` (beside the paper's numbers), a printed table and images. The metrics are in
-`utils.metrics`, the evaluation in `utils.evaluate`, tiling in `utils.inference`.
+`utils.metrics`, the evaluation in `utils.evaluate`, tiling in `utils.inference`. The flags are parsed, and the
+allocator chosen, before torch is imported: each function imports what it needs.
 """
 
 from __future__ import annotations
@@ -15,20 +16,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from data.image_io import list_images
 from data.layouts import DataLayoutError
-from data.test_sets import TEST_TASKS, find_test_sets
+from data.test_sets import PROTOCOLS, TEST_TASKS, find_test_sets
+from options import add_amp_flags
 from utils import allocator
-from utils.checkpoint import CheckpointError, build_map
-from utils.embeddings import write_embeddings
-from utils.evaluate import PROTOCOLS, evaluate, restore_images
-from utils.inference import InferenceMemoryError
-from utils.metrics import load_fid, load_lpips
-from utils.official import load_any_checkpoint
-from utils.report import console_table, write_reports
+
+if TYPE_CHECKING:
+    import torch
+
+    from utils import precision
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     runtime.add_argument('--tile', type=int, help='restore in overlapping tiles of this size (a multiple of 8)')
     runtime.add_argument('--tile_overlap', type=int, default=32, help='pixels shared by neighbouring tiles')
     runtime.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda, cuda:1, ...')
-    runtime.add_argument('--amp', action='store_true', help='bfloat16 autocast (for GPUs)')
+    add_amp_flags(runtime)
     runtime.add_argument('--no_progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     check_args(parser, args)
@@ -87,6 +86,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def pick_device(name: str) -> torch.device:
+    import torch
+
     if name == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     device = torch.device(name)
@@ -95,8 +96,11 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
-def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str]:
-    """The transport map of a checkpoint on `device`, and a one-line description of it."""
+def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str, dict]:
+    """The transport map of a checkpoint on `device`, a one-line description of it, and the checkpoint."""
+    from utils.checkpoint import CheckpointError, build_map
+    from utils.official import load_any_checkpoint
+
     try:
         checkpoint, conversion = load_any_checkpoint(path)
         transport_map, report = build_map(checkpoint)
@@ -104,7 +108,7 @@ def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str]:
         raise SystemExit(f'error: --ckpt: {error}') from error
     spec = checkpoint['model']
     described = f'{path} ({spec["backbone"]}, dim {spec["args"].get("dim")}; {conversion or report})'
-    return transport_map.to(device), described
+    return transport_map.to(device), described, checkpoint
 
 
 def previous_results(save_dir: Path) -> list[Path]:
@@ -122,13 +126,16 @@ def input_images(source: Path) -> list[tuple[str, Path]]:
             for path in list_images(source, recursive=True)]
 
 
-def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device) -> int:
+def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device,
+                   amp: bool) -> int:
+    from utils.evaluate import restore_images
+
     sources = input_images(args.input)
     if not sources:
         raise SystemExit(f'error: --input {args.input} holds no image (png, jpg, bmp, tif, webp)')
     try:
         written, failed = restore_images(transport_map, sources, args.output, device=device, tile=args.tile,
-                                         tile_overlap=args.tile_overlap, amp=args.amp, resume=args.resume,
+                                         tile_overlap=args.tile_overlap, amp=amp, resume=args.resume,
                                          progress=not args.no_progress)
     except KeyboardInterrupt:
         print(f'\ninterrupted: the images written so far in {args.output} are complete; rerun with --resume to '
@@ -141,7 +148,12 @@ def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, dev
 
 
 def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device,
-                  described: str) -> int:
+                  described: str, chosen: precision.Precision) -> int:
+    from utils.embeddings import write_embeddings
+    from utils.evaluate import evaluate
+    from utils.metrics import load_fid, load_lpips
+    from utils.report import console_table, write_reports
+
     tasks = None if args.task == 'all' else [args.task]
     try:
         test_sets, missing = find_test_sets(args.test_dir, tasks, sigmas=tuple(args.sigma))
@@ -160,13 +172,14 @@ def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, devi
     embeddings = [] if args.dump_embeddings else None
     try:
         records = evaluate(transport_map, test_sets, device=device, protocol=args.protocol, tile=args.tile,
-                           tile_overlap=args.tile_overlap, y_channel=args.y_channel, amp=args.amp,
+                           tile_overlap=args.tile_overlap, y_channel=args.y_channel, amp=chosen.amp,
                            save_dir=args.save_dir, compare=args.compare, resume=args.resume,
                            progress=not args.no_progress, lpips=lpips, fid=fid, embeddings=embeddings)
     except KeyboardInterrupt:
         print(f'\ninterrupted: the images and metrics.csv rows written so far in {args.save_dir} are complete; '
               'rerun with --resume to finish', file=sys.stderr)
         return 130
+    records = [{**record, 'precision': chosen.dtype} for record in records]
     summary, markdown = write_reports(records, args.save_dir, described)
     print(console_table(records))
     for metric, reason in sorted({item for record in records for item in record['not_computed'].items()}):
@@ -178,19 +191,39 @@ def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, devi
     return 0
 
 
+def stopped_early(checkpoint: dict) -> str | None:
+    """A warning where the checkpoint's training stopped before its planned iterations (`--max_minutes`)."""
+    training = checkpoint.get('training') or {}
+    steps, planned = training.get('steps'), training.get('planned_steps')
+    if steps is None or planned is None or steps >= planned:
+        return None
+    return (f'warning: this map was trained for {steps} of its {planned} planned iterations '
+            f'({training.get("stopped_by") or "the run was stopped"}): these results are not those of the full run')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    on_cpu = args.device == 'cpu' or (args.device == 'auto' and not allocator.gpu_present())
+    if argv is None:  # a command of its own: the allocator is chosen before torch loads (utils/allocator.py)
+        allocator.preload('retain' if on_cpu else 'system')  # full-size images: blocks of tens of MiB
+    from utils import precision
+    from utils.inference import InferenceMemoryError
+
     device = pick_device(args.device)
-    transport_map, described = load_map(args.ckpt, device)
+    transport_map, described, checkpoint = load_map(args.ckpt, device)
+    warning = stopped_early(checkpoint)
+    if warning:
+        print(warning)
+    chosen = precision.choose(args.amp, device)
+    described = f'{described}; {chosen.describe()}'
     print(f'transport map: {described} on {device}')
     try:
         if args.input is not None:
-            return restore_photos(args, transport_map, device)
-        return evaluate_sets(args, transport_map, device, described)
+            return restore_photos(args, transport_map, device, chosen.amp)
+        return evaluate_sets(args, transport_map, device, described, chosen)
     except InferenceMemoryError as error:
         raise SystemExit(f'error: {error}') from error
 
 
 if __name__ == '__main__':
-    allocator.preload()  # freed memory kept for the next step: utils/allocator.py
     sys.exit(main())

@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_json  # noqa: E402
 from data.demo import ensure_demo  # noqa: E402
+from data.layouts import default_train_roots  # noqa: E402
 from data.tasks import ALL_TOKENS  # noqa: E402
-from data.train_set import TrainDataset, default_train_roots  # noqa: E402
+from data.train_set import TrainDataset  # noqa: E402
 
 SHARED = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
 

@@ -21,12 +21,12 @@ from data.layouts import (
     DataLayoutError,
     Pair,
     Pairing,
+    default_train_roots,
     scan_test_task,
     scan_train,
 )
 from data.tasks import FIVE_TASK, THREE_TASK, train_task
 from data.test_sets import all_test_tasks
-from data.train_set import default_train_roots
 
 GROUPS = {'3-task': THREE_TASK, '5-task': FIVE_TASK}
 

@@ -5,12 +5,18 @@ uint8 H x W x 3 RGB (alpha is dropped, 16-bit values are rounded to 8 bits), so 
 formats.
 """
 
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -90,4 +96,6 @@ def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 H x W x 3 -> float32 3 x H x W in [0, 1]."""
+    import torch  # here, so that reading and checking images (python -m data.check) starts without torch
+
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)

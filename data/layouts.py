@@ -1,7 +1,7 @@
 """Where the images live, and how degraded and clean files are paired.
 
 The expected layouts are `TRAIN_LAYOUT` (default root `data/Train`; each task's folder can also be given on
-its own, see `data.train_set.default_train_roots`) and `TEST_LAYOUT` (default root `data/Test`), just below.
+its own, see `default_train_roots`) and `TEST_LAYOUT` (default root `data/Test`), just below.
 A task folder may hold its pair of folders directly (`dehaze/{input,target}`) or one subfolder per set
 (`derain/Rain100L/{input,target}`); `{low,high}` and `{input,target}` are accepted everywhere.
 
@@ -36,6 +36,17 @@ TEST_LAYOUT = """\
     <name>/{input,target}        any other paired set, tested as task <name> (e.g. the demo's `mixed`)"""
 PAIRED_DIRS = (('input', 'target'), ('low', 'high'))
 _LISTED = 20  # files named in an error message; the rest are counted
+
+
+def default_train_roots(base: str | Path = 'data/Train') -> dict[str, Path]:
+    """The folder of each training task below `base` (`lowlight/`, or `low_light/` where only that exists)."""
+    base = Path(base)
+    lowlight = base / 'lowlight'
+    if not lowlight.exists() and (base / 'low_light').exists():
+        lowlight = base / 'low_light'
+    return {'denoise': base / 'Denoise', 'derain': base / 'Derain', 'dehaze': base / 'Dehaze',
+            'deblur': base / 'Deblur', 'lowlight': lowlight, 'single': base / 'single'}
+
 
 
 class DataLayoutError(ValueError):

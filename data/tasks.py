@@ -39,7 +39,7 @@ DEFAULT_REPLICATION: dict[str, int] = {
 
 
 def train_task(token: str) -> str:
-    """The training-root key (`data.train_set.default_train_roots`) that holds a token's images."""
+    """The training-root key (`data.layouts.default_train_roots`) that holds a token's images."""
     return 'denoise' if token in NOISE_SIGMAS else token
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from data.degradations import test_noise
 from data.image_io import read_rgb, to_tensor
@@ -17,11 +16,14 @@ from data.layouts import TEST_LAYOUT, DataLayoutError, Pair, require_complete, s
 from data.tasks import DE_TYPES, NOISE_SIGMAS
 
 TEST_TASKS = ('denoise', 'derain', 'dehaze', 'deblur', 'lowlight')
+# pad: full-size outputs (the network pads and crops back); official: trimmed first, as the official tester
+PROTOCOLS = ('pad', 'official')
 
 
-class TestSet(Dataset):
-    """One test set: items `{'lq', 'gt'}` (float32 3 x H x W in [0, 1], full size), `'task'` (the task name)
-    and `'name'` (the image's file stem, prefixed by its subfolders where the set has any).
+class TestSet:
+    """One test set, a map-style dataset (`torch.utils.data.DataLoader` takes it): items `{'lq', 'gt'}` (float32
+    3 x H x W in [0, 1], full size), `'task'` (the task name) and `'name'` (the image's file stem, prefixed by its
+    subfolders where the set has any).
 
     Args:
         task: the task folder it was found in (`denoise`, `derain`, ..., or any other name such as `mixed`).

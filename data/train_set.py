@@ -8,7 +8,8 @@ image and add noise to the patch. All randomness of sample `index` comes from `(
 same index yields the same patch in any DataLoader worker and on any DDP rank. The epoch lives in shared
 memory: `set_epoch` in the main process reaches persistent workers too.
 
-The folders are those of `data.layouts.TRAIN_LAYOUT`; `default_train_roots` maps a base folder to them.
+The folders are those of `data.layouts.TRAIN_LAYOUT`; `data.layouts.default_train_roots` maps a base folder to
+them.
 """
 
 import bisect
@@ -31,16 +32,6 @@ log = logging.getLogger(__name__)
 
 _PAIRED_STREAM, _CLEAN_STREAM = 0, 1  # keep the clean source's randomness apart from the paired set's
 _COUNT_SLOTS = 65  # skip counters: the main process and up to 64 DataLoader workers
-
-
-def default_train_roots(base: str | Path = 'data/Train') -> dict[str, Path]:
-    """The folder of each training task below `base` (`lowlight/`, or `low_light/` where only that exists)."""
-    base = Path(base)
-    lowlight = base / 'lowlight'
-    if not lowlight.exists() and (base / 'low_light').exists():
-        lowlight = base / 'low_light'
-    return {'denoise': base / 'Denoise', 'derain': base / 'Derain', 'dehaze': base / 'Dehaze',
-            'deblur': base / 'Deblur', 'lowlight': lowlight, 'single': base / 'single'}
 
 
 def random_crop(images: list[np.ndarray], patch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -198,7 +189,7 @@ class TrainDataset(_PatchSet):
     degradation id, `data.tasks.DE_TYPES`) and `'name'` (the degraded file's name below its folder).
 
     Args:
-        roots: task folder per training task (`default_train_roots`); only the tasks of `de_types` are read.
+        roots: task folder per training task (`data.layouts.default_train_roots`); only those of `de_types` are read.
         de_types: `--de_type` tokens (`data.tasks.DE_TYPES`).
         patch_size: side of the square patches.
         replication: per-token repeat counts overriding `data.tasks.DEFAULT_REPLICATION`.
@@ -248,3 +239,20 @@ class CleanPatchSource(_PatchSet):
         item, images = self._load(source.token, clean, int(rng.integers(len(clean))), rng)
         patch = _patches(images, self.patch_size, rng)[0]
         return {'gt': to_tensor(patch), 'task': DE_TYPES[source.token], 'name': item.name}
+
+
+class WithCleanPatches(Dataset):
+    """Training samples plus `'clean'`: the clean-source patch of the same index (same task, unrelated image)."""
+
+    def __init__(self, pairs: TrainDataset, clean: CleanPatchSource) -> None:
+        self.pairs, self.clean = pairs, clean
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.pairs[index], 'clean': self.clean[index]['gt']}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.pairs.set_epoch(epoch)
+        self.clean.set_epoch(epoch)

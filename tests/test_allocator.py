@@ -73,3 +73,31 @@ def test_missing_jemalloc_warns_and_retains_with_glibc(monkeypatch):
                     reason='needs Linux and the system jemalloc (apt install libjemalloc2)')
 def test_preload_jemalloc():
     assert run(SCRIPT, 'jemalloc')[-2] == "jemalloc jemalloc ['arg one', '--flag']"
+
+
+def test_the_default_retains_only_for_large_cpu_blocks():
+    assert allocator.default_choice(on_cpu=True, largest_block_bytes=allocator.RETAIN_FROM_BYTES) == 'retain'
+    assert allocator.default_choice(on_cpu=True, largest_block_bytes=allocator.RETAIN_FROM_BYTES - 1) == 'system'
+    assert allocator.default_choice(on_cpu=False, largest_block_bytes=1 << 40) == 'system'
+
+
+def test_hidden_gpus_are_not_present(monkeypatch):
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')
+    assert not allocator.gpu_present()
+
+
+def test_the_trainer_sizes_its_largest_block_from_the_flags():
+    import trainer
+    from options import parse_flags
+
+    paper, demo = parse_flags([]), parse_flags(['--preset', 'demo'])
+    assert trainer.largest_block_bytes(paper) == 2 * 2 * int(48 * 2.66) * 128 ** 2 * 4  # the GDFN's expansion
+    assert trainer.largest_block_bytes(paper) >= allocator.RETAIN_FROM_BYTES > trainer.largest_block_bytes(demo)
+
+
+def test_preload_takes_the_default_where_the_variable_is_unset():
+    env = {key: value for key, value in os.environ.items() if key not in (*allocator.VARIABLES, allocator.ENV)}
+    code = ('import os, sys; sys.path.insert(0, os.getcwd()); from utils import allocator; '
+            'print(allocator.preload("system"))')
+    result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, text=True, capture_output=True, env=env, check=True)
+    assert result.stdout.split() == ['system']

@@ -11,9 +11,10 @@ import pytest
 
 from data import demo
 from data.check import run_check
+from data.layouts import default_train_roots
 from data.tasks import DE_TYPES
 from data.test_sets import find_test_sets
-from data.train_set import CleanPatchSource, TrainDataset, default_train_roots
+from data.train_set import CleanPatchSource, TrainDataset
 
 
 @pytest.fixture(scope='module')

@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from data.image_io import ImageReadError, write_rgb
-from data.layouts import DataLayoutError
+from data.layouts import DataLayoutError, default_train_roots
 from data.tasks import DE_TYPES, THREE_TASK
-from data.train_set import CleanPatchSource, TrainDataset, default_train_roots, dihedral, random_crop
+from data.train_set import CleanPatchSource, TrainDataset, dihedral, random_crop
 from tests.test_data_layouts import make_train_tree, write_pair
 
 ALL = ['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze', 'deblur', 'lowlight', 'single']

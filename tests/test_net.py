@@ -57,6 +57,17 @@ def test_critic_gradients_and_shape():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in critic.parameters())
 
 
+@pytest.mark.parametrize('width', [8, 16, 64])
+def test_critic_width_scales_every_convolution_and_keeps_the_official_names(width):
+    critic = Critic(64, width)
+    channels = [m.out_channels for m in critic.features if isinstance(m, torch.nn.Conv2d)]
+    assert channels == [width, width, 2 * width, 2 * width, 4 * width, 4 * width] + [8 * width] * 4
+    assert critic.fc.in_features == 8 * width * 2 * 2 and critic(torch.rand(2, 3, 64, 64)).shape == (2, 1)
+    assert list(critic.state_dict()) == list(Critic(64).state_dict())
+    with pytest.raises(ValueError, match='--critic_width'):
+        Critic(64, 0)
+
+
 def test_forward_is_deterministic():
     x = torch.rand(2, 3, 24, 24)
     outputs = []

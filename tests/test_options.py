@@ -2,10 +2,13 @@
 
 import json
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from options import PRESETS, parse_args
+from options import BACKBONES, PRESETS, parse_args
 
 README_3D = ('--batchSize=2 --nEpochs=50 --pairnum=10000000 --Sigma=10000 --sigma=1 --de_type derain dehaze '
              'denoise_15 denoise_25 denoise_50 --patch_size=128  --type all --gpus=0 --backbone=MRCNet --step=15 '
@@ -43,9 +46,9 @@ def test_a_preset_sets_defaults_and_explicit_flags_win():
     demo = parse_args(['--preset', 'demo'])
     assert demo.max_minutes == PRESETS['demo']['max_minutes'] and demo.de_type == tuple(PRESETS['demo']['de_type'])
     assert demo.train_roots['lowlight'].startswith('data/demo/Train')
-    assert demo.amp and demo.cache and demo.identity_init  # booleans a preset turns on, a --no- flag turns off
+    assert demo.cache and demo.identity_init  # booleans a preset turns on, a --no- flag turns off
     off = parse_args(['--preset', 'demo', '--no-amp', '--no-cache', '--no-identity_init'])
-    assert not (off.amp or off.cache or off.identity_init)
+    assert not (off.cache or off.identity_init) and off.amp == 'off'
 
 
 def test_data_root_sets_every_root_and_a_task_flag_overrides_one():
@@ -78,3 +81,30 @@ def test_an_invalid_value_fails_fast_naming_its_flag(argv, flag, capsys):
     with pytest.raises(SystemExit):
         parse_args(argv)
     assert flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv, amp', [([], 'auto'), (['--preset', 'demo'], 'auto'), (['--amp'], 'on'),
+                                       (['--amp', 'off'], 'off'), (['--no-amp'], 'off'), (['--amp', 'on'], 'on')])
+def test_amp_is_auto_unless_asked(argv, amp):
+    assert parse_args(argv).amp == amp
+
+
+def test_the_backbone_choices_are_the_rows_of_models():
+    from net import MODELS
+
+    assert BACKBONES == tuple(MODELS)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize('script, argv', [('trainer.py', ['--help']), ('trainer.py', ['--no_such_flag']),
+                                          ('test.py', ['--help']), ('trainer.py', ['--preset', 'demo', '--amp', 'x'])])
+def test_help_and_flag_errors_answer_before_torch_is_imported(script, argv):
+    code = ('import runpy, sys; sys.argv = [sys.argv[1], *sys.argv[2:]]\n'
+            'try:\n    runpy.run_path(sys.argv[0], run_name="__main__")\n'
+            'except SystemExit:\n    pass\n'
+            'print("torch imported" if "torch" in sys.modules else "no torch")')
+    result = subprocess.run([sys.executable, '-c', code, script, *argv], cwd=ROOT, capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip().splitlines()[-1] == 'no torch', result.stderr

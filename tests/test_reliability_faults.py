@@ -35,7 +35,7 @@ from data.test_sets import find_test_sets
 from net import Critic, MRCNet
 from tests.eval_fixtures import Identity, write_test_tree
 from tests.test_trainer import TERMS, TINY, tiny_argv, write_tiny_data
-from utils import checkpoint, distributed, evaluate
+from utils import checkpoint, distributed, evaluate, training
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights, gradient_penalty
@@ -90,7 +90,7 @@ def _arm(kind: str, count: int, value: float) -> None:
 
         checkpoint.os.replace = replace
     elif kind == 'iteration':  # after an update, before it is logged or saved
-        real_iteration = trainer.ot_iteration
+        real_iteration = training.ot_iteration
 
         def iteration(*args, **kwargs):
             terms = real_iteration(*args, **kwargs)
@@ -98,11 +98,11 @@ def _arm(kind: str, count: int, value: float) -> None:
                 _die()
             return terms
 
-        trainer.ot_iteration = iteration
+        training.ot_iteration = iteration
     elif kind == 'timer':  # at an arbitrary moment, `value` seconds after the start
         threading.Timer(value, _die).start()
     elif kind == 'hang':  # stops responding after an update, without dying
-        real_iteration = trainer.ot_iteration
+        real_iteration = training.ot_iteration
 
         def stuck(*args, **kwargs):
             terms = real_iteration(*args, **kwargs)
@@ -110,7 +110,7 @@ def _arm(kind: str, count: int, value: float) -> None:
                 time.sleep(3600)
             return terms
 
-        trainer.ot_iteration = stuck
+        training.ot_iteration = stuck
     elif kind == 'image':  # an image file of the evaluation is on disk, cut short, then the process dies
         real_write = evaluate.write_rgb
 
@@ -351,7 +351,7 @@ def test_non_finite_weights_are_never_saved_over_a_good_checkpoint(data, tmp_pat
             next(args[0].parameters()).data.view(-1)[0] = math.inf
         return terms
 
-    monkeypatch.setattr(trainer, 'ot_iteration', poisoning)
+    monkeypatch.setattr(training, 'ot_iteration', poisoning)
     with pytest.raises(SystemExit, match=r'non-finite weights after 2 iterations; nothing was saved .*--lr'):
         trainer.main(tiny_argv(data, tmp_path, '--save_every', '1', '--image_every', '100'))
     state = load_checkpoint(tmp_path / 'ckpt/last.pth')

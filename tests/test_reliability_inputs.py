@@ -92,6 +92,8 @@ def test_resume_refuses_an_export_and_a_critic_of_another_patch_size(trained, tm
         trainer.main(tiny_argv(data, tmp_path, '--resume', str(run / 'ckpt/last_map.pth')))
     with pytest.raises(CheckpointError, match='critic for --patch_size 32'):
         trainer.main(tiny_argv(data, tmp_path, '--patch_size', '64', '--resume', str(run / 'ckpt/last.pth')))
+    with pytest.raises(CheckpointError, match='critic of --critic_width 64, not 16'):
+        trainer.main(tiny_argv(data, tmp_path, '--critic_width', '16', '--resume', str(run / 'ckpt/last.pth')))
     assert not (tmp_path / 'ckpt').exists()  # nothing written by a refused resume
 
 
@@ -232,7 +234,7 @@ def test_ctrl_c_in_test_py_keeps_what_was_written_and_resume_or_overwrite_finish
             '--no_progress']
 
     def serve(network):
-        monkeypatch.setattr(test_script, 'load_map', lambda path, device: (network, 'stand-in'))
+        monkeypatch.setattr(test_script, 'load_map', lambda path, device: (network, 'stand-in', {}))
         return network
 
     serve(InterruptAfter(1))

@@ -10,10 +10,13 @@ one of two ways that measured alike:
   64 GiB, `top_pad` 256 MiB). Needs glibc 2.26 or newer; elsewhere nothing changes.
 - `jemalloc`, preloaded with its page decay off, where the system has it (`apt install libjemalloc2`).
 
-`system` leaves the process as it is. The environment variable DARCOT_ALLOCATOR chooses. These settings
-are read when a process starts, so `preload()` re-executes the running command once with them; `trainer.py`,
-`test.py` and the benchmarks call it first thing. Your own GLIBC_TUNABLES / MALLOC_CONF / LD_PRELOAD are
-kept and take precedence over these.
+`system` leaves the process as it is. The environment variable DARCOT_ALLOCATOR chooses; without it the
+entry point decides by `default_choice`: `retain` for a run on the CPU whose largest activation block is at
+least `RETAIN_FROM_BYTES`, `system` otherwise (a GPU run's host memory is small; at the demo preset's size,
+blocks of about 5 MiB, `retain` measured no gain; BENCHMARKS.md). These settings are read when a process
+starts, so `preload()` re-executes the running command once with them: the entry points call it after their
+flags have parsed (`--help` never restarts) and before torch is imported, so the restart costs a fraction of
+a second. Your own GLIBC_TUNABLES / MALLOC_CONF / LD_PRELOAD are kept and take precedence over these.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from pathlib import Path
 
 ENV = 'DARCOT_ALLOCATOR'
 CHOICES = ('retain', 'jemalloc', 'system')
+# glibc serves blocks above its mmap threshold with mmap; the threshold rises with the blocks freed, up to 32 MiB
+# on 64-bit systems, and the heap's top is handed back above twice the threshold. Blocks of half that maximum
+# and more are the ones that keep both thresholds moving, step after step.
+RETAIN_FROM_BYTES = 16 << 20
 LOADED_ENV = '_DARCOT_ALLOCATOR_LOADED'
 RETAIN_TUNABLES = 'glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736:glibc.malloc.top_pad=268435456'
 JEMALLOC_CONF = 'dirty_decay_ms:-1,muzzy_decay_ms:-1'
@@ -68,15 +75,31 @@ def settings(choice: str) -> tuple[str, dict[str, str]]:
     return 'system', {}
 
 
-def preload() -> str:
-    """Re-executes this command once with the chosen allocator settings; returns the allocator in use.
+def gpu_present() -> bool:
+    """Whether this machine shows a CUDA or ROCm GPU to this process, told without importing torch."""
+    visible = os.environ.get('CUDA_VISIBLE_DEVICES', os.environ.get('HIP_VISIBLE_DEVICES'))
+    if visible is not None and visible.strip() in ('', '-1'):
+        return False
+    nvidia = Path('/proc/driver/nvidia/gpus')
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path('/dev/kfd').exists()
 
-    Call it before anything heavy is imported: the command starts again from the beginning (same
-    interpreter, same arguments, same process id, so torchrun and job schedulers are not disturbed).
+
+def default_choice(on_cpu: bool, largest_block_bytes: int) -> str:
+    """The allocator of a run without DARCOT_ALLOCATOR: `retain` where a CPU run's blocks are large enough for
+    glibc to unmap and refault them every step, `system` elsewhere."""
+    return 'retain' if on_cpu and largest_block_bytes >= RETAIN_FROM_BYTES else 'system'
+
+
+def preload(default: str = 'retain') -> str:
+    """Re-executes this command once with the allocator settings of DARCOT_ALLOCATOR (else `default`); returns
+    the allocator in use.
+
+    Call it before torch is imported: the command starts again from the beginning (same interpreter, same
+    arguments, same process id, so torchrun and job schedulers are not disturbed).
     """
     if os.environ.get(LOADED_ENV):
         return os.environ[LOADED_ENV]
-    name, changes = settings(os.environ.get(ENV, 'retain'))
+    name, changes = settings(os.environ.get(ENV, default))
     os.environ[LOADED_ENV] = name
     if not changes:
         return name

@@ -4,13 +4,14 @@ A training checkpoint is a plain dict:
 
     {'format': 'darcot', 'version': 1,
      'model': {'backbone': 'MRCNet', 'args': {...constructor arguments...}},
-     'map': state_dict, 'critic': state_dict, 'critic_patch_size': int,
+     'map': state_dict, 'critic': state_dict, 'critic_patch_size': int, 'critic_width': int,
      'map_optimizer', 'critic_optimizer', 'map_scheduler', 'critic_scheduler': state dicts,
-     'epoch': int, 'iteration': int, 'step': int, 'rng': {...}, 'config': {...}, ...}
+     'epoch': int, 'iteration': int, 'step': int, 'rng': {...}, 'config': {...},
+     'training': {'steps', 'planned_steps', 'stopped_by', 'precision'}, ...}
 
-An inference export keeps `format`, `version`, `model` and `map` only. Files are written to a temporary
-file in the same folder and renamed over the target, so a crash or a full disk never leaves a partial
-checkpoint behind, and they are only ever read with `torch.load(weights_only=True)`.
+An inference export keeps `format`, `version`, `model`, `map`, `config` and `training` only. Files are
+written to a temporary file in the same folder and renamed over the target, so a crash or a full disk never
+leaves a partial checkpoint behind, and they are only ever read with `torch.load(weights_only=True)`.
 """
 
 from __future__ import annotations
@@ -139,5 +140,5 @@ def build_map(checkpoint: dict) -> tuple[nn.Module, LoadReport]:
 
 def export_for_inference(checkpoint: dict, path: str | Path) -> Path:
     """Writes the weights-only export of a training checkpoint (no critic, optimizers or RNG)."""
-    return save_checkpoint({key: checkpoint[key] for key in ('format', 'version', 'model', 'map', 'config')
+    return save_checkpoint({key: checkpoint[key] for key in ('format', 'version', 'model', 'map', 'config', 'training')
                             if key in checkpoint}, path)

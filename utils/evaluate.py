@@ -28,10 +28,10 @@ from torch import nn
 from tqdm import tqdm
 
 from data.image_io import ImageReadError, read_rgb, write_rgb
+from data.test_sets import PROTOCOLS
 from utils.inference import InferenceMemoryError, restore, trim_to_multiple
 from utils.metrics import FID, LPIPS, Unavailable, psnr, ssim, to_uint8
 
-PROTOCOLS = ('pad', 'official')
 RESIDUAL_GAIN = 4  # |x - T(x)| is small; scaled by 4 it is visible without clipping most of it
 CSV_FIELDS = ('name', 'height', 'width', 'protocol', 'y_channel', 'psnr', 'ssim', 'lpips', 'input_psnr', 'input_ssim',
               'seconds')
