@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check: one prepared script for a lent GPU machine, under 8 minutes, installing nothing.
+# The GPU check: one prepared script for a machine with a CUDA GPU, under 8 minutes, installing nothing.
 # Golden tests on CUDA (float64 to 1e-9; float32 with TF32 allowed to 1e-2), then the training iteration
 # (fp32, bf16 autocast, compile; batch 2 and 8, patch 128) and inference (480x320, 1280x720) of the
 # paper-size MRCNet, and the 2-process DDP path where there are 2 GPUs. Figures go to OUT_DIR as JSON.

@@ -42,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--num_refinement_blocks', type=int, default=4)
     parser.add_argument('--patch_size', type=int, default=128)
     parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--critic_width', type=int, default=64, help="the critic's first channels (official 64)")
     parser.add_argument('--iters', type=int, default=3, help='timed iterations per variant, after one warm-up')
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--no_flops', action='store_true', help='skip the FLOP count (one extra iteration)')
@@ -65,7 +66,7 @@ class Variant:
         torch.manual_seed(0)
         transport_map = MODELS[args.backbone](dim=args.dim, num_blocks=tuple(args.num_blocks),
                                               num_refinement_blocks=args.num_refinement_blocks).to(device)
-        critic = Critic(args.patch_size).to(device)
+        critic = Critic(args.patch_size, args.critic_width).to(device)
         memory_format = torch.channels_last if 'channels_last' in modifiers else torch.contiguous_format
         transport_map.to(memory_format=memory_format)
         critic.to(memory_format=memory_format)
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     print(f'{args.backbone} dim {args.dim} blocks {tuple(args.num_blocks)}, patch {args.patch_size}, '
           f'batch {args.batch}, {args.iters} timed iterations, device {device}; fp32 matmul peak {peak:.0f} GFLOP/s')
+    if len(variants) > 1 and device.type == 'cpu':
+        print('peak MB: the RSS peak of this one process, which holds every variant (run a variant alone, or '
+              'bench/allocator.py, for its own peak)')
     print(f'{"variant":<34} {"median s":>9} {"min s":>8} {"CPU s":>8} {"peak MB":>9} {"GFLOP":>8} {"GFLOP/s":>8} '
           f'{"of peak":>8}')
     for spec, f in figures.items():

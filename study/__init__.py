@@ -1,4 +1,4 @@
-"""The reproduction study (issue 8): the paper's ablations trained for the same budget on the same data and seeds,
+"""The reproduction study: the paper's ablations trained for the same budget on the same data and seeds,
 scored on the same test sets, written up as a table and a plot of validation PSNR against training time.
 
     python -m study --scale demo        # the built-in demo set, a reduced model (CPU)

@@ -37,7 +37,25 @@ def tree(tmp_path):
 
 
 def run(*argv) -> int:
-    return test_script.main([str(arg) for arg in argv] + ['--no_progress'])
+    """test.py in float32 (`--amp off`), whatever the CPU."""
+    return test_script.main(['--amp', 'off'] + [str(arg) for arg in argv] + ['--no_progress'])
+
+
+def test_a_map_whose_training_stopped_early_says_so_first(tree, tmp_path, capsys):
+    path = tiny_checkpoint(tmp_path / 'stopped.pth')
+    state = torch.load(path, weights_only=True)
+    state['training'] = {'steps': 40, 'planned_steps': 322, 'stopped_by': '--max_minutes 6.5 reached',
+                         'precision': {'amp': 'auto', 'dtype': 'float32', 'reason': '...'}}
+    torch.save(state, path)
+    assert run('--ckpt', path, '--test_dir', tree, '--save_dir', tmp_path / 'out', '--task', 'mixed') == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith('warning: this map was trained for 40 of its 322 planned iterations (--max_minutes 6.5')
+    assert json.loads((tmp_path / 'out/summary.json').read_text())[0]['precision'] == 'float32'
+    state['training'].update(steps=506, stopped_by=None)
+    torch.save(state, path)
+    assert run('--ckpt', path, '--test_dir', tree, '--save_dir', tmp_path / 'out', '--task', 'mixed',
+               '--overwrite') == 0
+    assert 'warning' not in capsys.readouterr().out
 
 
 def test_every_task_with_reports_and_reruns(checkpoint, tree, tmp_path, capsys):
