@@ -2,17 +2,14 @@
 
 In float64 the tolerance is 1e-9 (relative, max-abs over the tensor) on the CPU and on CUDA. In float32
 the networks stay within 1e-5 of the float64 reference on the CPU (measured: 3e-6); on CUDA, where
-convolutions and matrix products may use TF32 (10-bit mantissa), within 1e-2. Under bf16 autocast (`--amp`,
-8-bit mantissa) an iteration's terms stay within 5% of the official float64 numbers (measured on the CPU: at most
-3.7%, for the critic loss, a difference of two scores near -720; pix, fourier, l1 and the paired loss within
-0.07%) and each parameter's sum of absolute values after the step within 0.5% (measured: 0.12%).
+convolutions and matrix products may use TF32 (10-bit mantissa), within 1e-2. bf16 autocast is compared with
+the float64 path, under a bound derived from bf16's precision, in `tests/test_bf16.py`.
 """
 
 import pytest
 import torch
 
 from tests.golden import build_critic, build_mrcnet, load_fixture, relative_error
-from utils.acceleration import for_training
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights
 
@@ -63,26 +60,3 @@ def test_one_training_iteration_matches_official(device, mode):
             total, absolute = sums[name]
             assert param.sum().item() == pytest.approx(total, rel=1e-8, abs=1e-12), name
             assert param.abs().sum().item() == pytest.approx(absolute, rel=1e-8), name
-
-
-@pytest.mark.parametrize('mode', ['paired', 'unpaired'])
-def test_a_bf16_iteration_stays_near_the_official_numbers(mode):
-    fixture = load_fixture()
-    reference = fixture['iteration']
-    transport_map, critic = build_mrcnet(fixture).float(), build_critic(fixture).float()
-    map_optimizer = torch.optim.RMSprop(transport_map.parameters(), lr=reference['T_lr'])
-    critic_optimizer = torch.optim.RMSprop(critic.parameters(), lr=reference['lr'])
-    target = fixture['target'].float()
-    terms = ot_iteration(for_training(transport_map, torch.device('cpu'), amp=True),
-                         for_training(critic, torch.device('cpu'), amp=True), map_optimizer, critic_optimizer,
-                         fixture['degraded'].float(), fixture['labels'], clean=target,
-                         target=target if mode == 'paired' else None,
-                         weights=ObjectiveWeights(sigma=reference['sigma'], Sigma=reference['Sigma']),
-                         alpha=fixture['alpha'].float())
-    expected = reference[mode]
-    for name in ('critic_loss', 'gp', 'critic_on_output', 'pix', 'fourier', 'loss'):
-        assert terms[name] == pytest.approx(expected['terms'][{'loss': 'T_loss'}.get(name, name)], rel=5e-2), name
-    assert terms['critic_on_output'] != pytest.approx(expected['terms']['critic_on_output'], rel=1e-4)  # bf16 ran
-    for network, sums in ((transport_map, expected['mrcnet_param_sums']), (critic, expected['critic_param_sums'])):
-        for name, param in network.named_parameters():
-            assert param.abs().sum().item() == pytest.approx(sums[name][1], rel=5e-3), name
