@@ -203,8 +203,8 @@ def stopped_early(checkpoint: dict) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    on_cpu = args.device == 'cpu' or (args.device == 'auto' and not allocator.gpu_present())
     if argv is None:  # a command of its own: the allocator is chosen before torch loads (utils/allocator.py)
+        on_cpu = args.device == 'cpu' or (args.device == 'auto' and not allocator.gpu_present())
         allocator.preload('retain' if on_cpu else 'system')  # full-size images: blocks of tens of MiB
     from utils import precision
     from utils.inference import InferenceMemoryError

@@ -48,7 +48,6 @@ def default_train_roots(base: str | Path = 'data/Train') -> dict[str, Path]:
             'deblur': base / 'Deblur', 'lowlight': lowlight, 'single': base / 'single'}
 
 
-
 class DataLayoutError(ValueError):
     """A data folder that is missing, empty, or whose degraded and clean files do not pair up."""
 

@@ -12,7 +12,7 @@ one of two ways that measured alike:
 
 `system` leaves the process as it is. The environment variable DARCOT_ALLOCATOR chooses; without it the
 entry point decides by `default_choice`: `retain` for a run on the CPU whose largest activation block is at
-least `RETAIN_FROM_BYTES`, `system` otherwise (a GPU run's host memory is small; at the demo preset's size,
+least `RETAIN_FROM_BYTES`, `system` otherwise (a GPU run's host memory is small; at an earlier demo size,
 blocks of about 5 MiB, `retain` measured no gain; BENCHMARKS.md). These settings are read when a process
 starts, so `preload()` re-executes the running command once with them: the entry points call it after their
 flags have parsed (`--help` never restarts) and before torch is imported, so the restart costs a fraction of

@@ -84,7 +84,8 @@ def choose(requested: str, device: torch.device) -> Precision:
         name = torch.cuda.get_device_name(device)
         reason = f'{name} {"computes" if native else "does not compute"} bfloat16 natively'
         if requested == 'on' and not native:
-            warnings.warn(f'--amp on: {reason}; bfloat16 runs emulated there, slower than --amp off', stacklevel=2)
+            warnings.warn(f'--amp on: {reason}; bfloat16 runs emulated there, slower than --amp off',
+                          RuntimeWarning, stacklevel=2)
         return Precision(requested, native or requested == 'on', reason)
     if device.type != 'cpu':
         return Precision(requested, requested == 'on', f'no bfloat16 rule for {device.type} devices')
