@@ -2,9 +2,10 @@
 
 The official DA-RCOT loop runs two full forwards of the map per iteration (one under no_grad for the
 critic steps, one for the map step), recomputes the latent in pass 2, and computes the Fourier and
-contrastive terms in Python loops over the batch, and its channel LayerNorm reshapes to B x HW x C and
-reduces by hand. This module does the same, written plainly, so the benchmark can time it beside
-`utils.iteration.ot_iteration` and the tests can check that both give the same numbers.
+contrastive terms in Python loops over the batch, its channel LayerNorm reshapes to B x HW x C and
+reduces by hand, its attention reshapes q, k and v, and the whole map computes in the NCHW layout. This
+module does the same, written plainly, so the benchmark can time it beside `utils.iteration.ot_iteration`
+and the tests can check that both give the same numbers.
 """
 
 from __future__ import annotations
@@ -32,20 +33,31 @@ def _official_layer_norm(body: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return rearrange(normalised, 'b (h w) c -> b c h w', h=h, w=w)
 
 
+def _official_attention(attention: blocks.MDTA, x: torch.Tensor) -> torch.Tensor:
+    """The official MDTA: q, k, v reshaped to B x heads x c x HW, attention by `@`, reshaped back."""
+    h, w = x.shape[-2:]
+    q, k, v = attention.qkv_dwconv(attention.qkv(x)).chunk(3, dim=1)
+    q, k, v = (rearrange(t, 'b (head c) h w -> b head c (h w)', head=attention.num_heads) for t in (q, k, v))
+    q, k = nn.functional.normalize(q, dim=-1), nn.functional.normalize(k, dim=-1)
+    attn = (q @ k.transpose(-2, -1) * attention.temperature).softmax(dim=-1)
+    return attention.project_out(rearrange(attn @ v, 'b head c (h w) -> b (head c) h w', h=h, w=w))
+
+
 @contextlib.contextmanager
-def official_layer_norms() -> Iterator[None]:
-    """Runs every channel LayerNorm the official way inside the block (same numbers, the official speed)."""
-    fused = blocks._ChannelNormBody.forward
-    blocks._ChannelNormBody.forward = _official_layer_norm
+def official_blocks() -> Iterator[None]:
+    """Runs every channel LayerNorm and MDTA the official way inside the block (same numbers, the official
+    speed); the map stays in the NCHW layout, as `encode`/`decode` are called directly."""
+    originals = blocks._ChannelNormBody.forward, blocks.MDTA.forward
+    blocks._ChannelNormBody.forward, blocks.MDTA.forward = _official_layer_norm, _official_attention
     try:
         yield
     finally:
-        blocks._ChannelNormBody.forward = fused
+        blocks._ChannelNormBody.forward, blocks.MDTA.forward = originals
 
 
 def official_order_forward(model: MRCNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """MRCNet's forward as the official code runs it: pass 2 recomputes the latent, LayerNorms by hand."""
-    with official_layer_norms():
+    with official_blocks():
         latent, skips = model.encode(x)
         first_pass = model.output(model.decode(latent, skips)) + x
         conditions = model.encode_residual(x - first_pass)

@@ -25,7 +25,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Downsample, OverlapPatchEmbed, TransformerBlock, Upsample, pad_to_multiple, transformer_stage
+from .blocks import (
+    Downsample,
+    OverlapPatchEmbed,
+    TransformerBlock,
+    Upsample,
+    computing_layout,
+    pad_to_multiple,
+    transformer_stage,
+)
 
 # Modules of the official MRCNet that its forward never calls.
 LEFTOVER_PREFIXES = (
@@ -140,11 +148,12 @@ class MRCNet(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded B x C x H x W (any H, W) -> (T(x) of the same size, R4 at 1/8 of the padded size)."""
         padded, (h, w) = pad_to_multiple(x, self.size_multiple)
+        padded = computing_layout(padded)
         latent, skips = self.encode(padded)
         first_pass = self.output(self.decode(latent, skips)) + padded
         conditions = self.encode_residual(padded - first_pass)
         restored = self.output(self.decode(latent, skips, conditions)) + padded
-        return restored[..., :h, :w], conditions[0]
+        return restored[..., :h, :w].contiguous(), conditions[0].contiguous()
 
     def _condition(self, features: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
         return features if residual is None else features + self.residual_scale * residual

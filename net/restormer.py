@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import Downsample, OverlapPatchEmbed, Upsample, pad_to_multiple, transformer_stage
+from .blocks import Downsample, OverlapPatchEmbed, Upsample, computing_layout, pad_to_multiple, transformer_stage
 
 
 class Restormer(nn.Module):
@@ -48,6 +48,7 @@ class Restormer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         padded, (h, w) = pad_to_multiple(x, self.size_multiple)
+        padded = computing_layout(padded)
         e1 = self.encoder_level1(self.patch_embed(padded))
         e2 = self.encoder_level2(self.down1_2(e1))
         e3 = self.encoder_level3(self.down2_3(e2))
@@ -56,4 +57,4 @@ class Restormer(nn.Module):
         d = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d), e2], 1)))
         d = self.decoder_level1(torch.cat([self.up2_1(d), e1], 1))
         restored = self.output(self.refinement(d)) + padded
-        return restored[..., :h, :w], latent
+        return restored[..., :h, :w].contiguous(), latent.contiguous()

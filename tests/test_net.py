@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+import net.mrcnet
+import net.restormer
 from net import MODELS, Critic, MRCNet, set_activation_checkpointing
-from net.blocks import LayerNorm, pad_to_multiple
+from net.blocks import MDTA, LayerNorm, pad_to_multiple
 from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
 
@@ -141,6 +143,50 @@ def test_channel_layer_norm_matches_the_official_formula(layer_norm_type):
     else:
         expected = pixels / torch.sqrt(var + 1e-5) * norm.body.weight
     torch.testing.assert_close(norm(x), expected.permute(0, 3, 1, 2), rtol=1e-12, atol=1e-12)
+
+
+# Float64 round-off: every output below is a sum of at most a few hundred products (the attention sums over
+# 8 x 8 pixels and the channels; a tiny map's deepest chain is a few dozen such layers), so a different
+# summation order moves it by about 1e-14 relative; 1e-11 is a bound that no layout bug could meet.
+FLOAT64_REORDER = dict(rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize('heads', [1, 2])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_attention_matches_the_official_formula(heads, channels_last):
+    torch.manual_seed(0)
+    attention = MDTA(8, heads, bias=True).double()
+    with torch.no_grad():
+        attention.temperature.uniform_(0.5, 2)
+    x = torch.randn(2, 8, 8, 6, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    # The official: q, k, v as B x heads x c x HW, normalised over the pixels, attention across channels.
+    q, k, v = (t.reshape(2, heads, 8 // heads, 48) for t in attention.qkv_dwconv(attention.qkv(x)).chunk(3, 1))
+    q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
+    attn = (q @ k.transpose(-2, -1) * attention.temperature).softmax(-1)
+    expected = attention.project_out((attn @ v).reshape(2, 8, 8, 6))
+    out = attention(x)
+    torch.testing.assert_close(out, expected, **FLOAT64_REORDER)
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize('name', ['MRCNet', 'Restormer'])
+def test_the_cpu_channels_last_layout_changes_no_number(name, monkeypatch):
+    x = torch.rand(2, 3, 20, 12, dtype=torch.float64)
+    results = []
+    for layout in ('channels_last', 'nchw'):
+        if layout == 'nchw':
+            for module in (net.mrcnet, net.restormer):
+                monkeypatch.setattr(module, 'computing_layout', lambda t: t)
+        torch.manual_seed(0)
+        model = MODELS[name](**TINY).double()
+        restored, embedding = model(x)
+        assert restored.is_contiguous() and embedding.is_contiguous()  # NCHW out, whatever the layout inside
+        (restored.square().mean() + embedding.abs().mean()).backward()
+        results.append([restored, embedding] + [p.grad for p in model.parameters()])
+    for channels_last, nchw in zip(*results, strict=True):
+        torch.testing.assert_close(channels_last, nchw, **FLOAT64_REORDER)
 
 
 def test_flop_count_scales_with_the_image_area():
