@@ -83,6 +83,7 @@ class TrainConfig:
     objective: str = 'ot'  # 'ot': the full DA-RCOT objective; 'l1': the paired L1 term alone (an ablation)
     no_fourier: bool = False
     critic_on_targets: bool = False  # unpaired critic sees the batch's own targets, as the official code
+    ema: float | None = None  # decay of an exponential moving average of the map's weights; None: none (official)
     # Data.
     data_root: str = 'data/Train'
     train_roots: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -98,7 +99,7 @@ class TrainConfig:
     log_dir: str = ''
     ckpt_dir: str = ''
     save_every: int = 1000
-    keep_epochs: int | None = None  # epoch_NNNN.pth files kept (the newest); None: all
+    keep_epochs: int | None = 5  # epoch_NNNN.pth files kept (the newest; ~650 MB each at paper size); None: all
     log_every: int = 10
     image_every: int = 500
     max_iters: int | None = None
@@ -148,6 +149,17 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f'must be a finite number >= 0, got {text}')
+    return value
+
+
+def _count_or_all(text: str) -> int | None:
+    return None if text == 'all' else _non_negative_int(text)
+
+
+def _decay(text: str) -> float:
+    value = _positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f'must be a number between 0 and 1 (e.g. 0.999), got {text}')
     return value
 
 
@@ -208,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
                            help="unpaired iterations show the critic the batch's own targets, as the official "
                                 'code does (it leaks the pairing); by default it sees independent clean patches')
 
+    objective.add_argument('--ema', type=_decay, default=None, metavar='DECAY',
+                           help="keep an exponential moving average of the map's weights (e.g. 0.999), updated "
+                                'after every applied map step; validation, best.pth and last_map.pth use it '
+                                '(last_map_raw.pth: the raw weights). Default: none, as the official code')
+
     data = parser.add_argument_group('data')
     data.add_argument('--data_root', default=default.data_root, help='training root holding every task folder')
     for key, flag in TRAIN_ROOT_FLAGS.items():
@@ -231,8 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument('--ckpt_dir', default='', help='checkpoints (default: checkpoints/<type>_<backbone>)')
     out.add_argument('--save_every', type=_positive_int, default=default.save_every,
                      help='iterations between last.pth saves (also mid-epoch)')
-    out.add_argument('--keep_epochs', type=_non_negative_int, default=default.keep_epochs,
-                     help='keep only the newest N epoch_NNNN.pth checkpoints (0: write none; default: all)')
+    out.add_argument('--keep_epochs', type=_count_or_all, default=default.keep_epochs,
+                     help='keep only the newest N epoch_NNNN.pth checkpoints (0: write none; all: keep every '
+                          'one; a paper-size file is about 650 MB)')
     out.add_argument('--log_every', type=_positive_int, default=default.log_every,
                      help='iterations between TensorBoard scalars')
     out.add_argument('--image_every', type=_positive_int, default=default.image_every,

@@ -34,7 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--ckpt', required=True, type=Path,
-                        help='checkpoint from trainer.py, its inference export, or an official DA-RCOT .pth')
+                        help='checkpoint from trainer.py, its inference export, a .safetensors model file '
+                             '(python -m utils.export), or an official DA-RCOT .pth')
     evaluation = parser.add_argument_group('evaluation on test sets')
     evaluation.add_argument('--task', default='all',
                             help=f'one of {", ".join(TEST_TASKS)}, all, or the name of any other paired folder '
@@ -107,7 +108,8 @@ def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str, di
     except CheckpointError as error:
         raise SystemExit(f'error: --ckpt: {error}') from error
     spec = checkpoint['model']
-    described = f'{path} ({spec["backbone"]}, dim {spec["args"].get("dim")}; {conversion or report})'
+    averaged = f'; weights averaged, EMA decay {checkpoint["ema_decay"]:g}' if 'ema_decay' in checkpoint else ''
+    described = f'{path} ({spec["backbone"]}, dim {spec["args"].get("dim")}{averaged}; {conversion or report})'
     return transport_map.to(device), described, checkpoint
 
 

@@ -4,8 +4,9 @@ The flags are parsed and the C allocator chosen (utils/allocator.py) before torc
 `--help` and a mistyped flag answer at once. The loop: see `utils.training`.
 
 Writes, in `--ckpt_dir`: `last.pth` (every `--save_every` iterations, at every epoch end and when the run
-stops), `epoch_NNNN.pth` (each epoch; the newest `--keep_epochs` are kept), `best.pth` (best mean validation
-PSNR); these resume with `--resume`. `last_map.pth` and `best_map.pth` are weights-only exports for `test.py`.
+stops), `epoch_NNNN.pth` (each epoch; the newest `--keep_epochs`, 5 by default, are kept), `best.pth` (best mean
+validation PSNR); these resume with `--resume`. `last_map.pth` and `best_map.pth`, written with them, are
+weights-only exports for `test.py` (with `--ema`: the averaged weights; `*_map_raw.pth` the raw ones).
 Logs: see `utils.monitor`.
 
     python trainer.py --preset demo                               # the main job, a few minutes on a CPU

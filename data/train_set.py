@@ -256,3 +256,7 @@ class WithCleanPatches(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.pairs.set_epoch(epoch)
         self.clean.set_epoch(epoch)
+
+    @property
+    def skipped_unreadable(self) -> int:
+        return self.pairs.skipped_unreadable + self.clean.skipped_unreadable

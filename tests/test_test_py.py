@@ -41,6 +41,15 @@ def run(*argv) -> int:
     return test_script.main(['--amp', 'off'] + [str(arg) for arg in argv] + ['--no_progress'])
 
 
+def test_averaged_weights_are_named_in_the_output_and_the_report(tree, tmp_path, capsys):
+    path = tiny_checkpoint(tmp_path / 'ema.pth')
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, 'ema_decay': 0.999}, path)
+    assert run('--ckpt', path, '--test_dir', tree, '--save_dir', tmp_path / 'out', '--task', 'mixed') == 0
+    assert 'weights averaged, EMA decay 0.999' in capsys.readouterr().out
+    assert 'EMA decay 0.999' in (tmp_path / 'out/results.md').read_text()
+
+
 def test_a_map_whose_training_stopped_early_says_so_first(tree, tmp_path, capsys):
     path = tiny_checkpoint(tmp_path / 'stopped.pth')
     state = torch.load(path, weights_only=True)

@@ -3,6 +3,7 @@ the L1 ablation, non-finite steps, and the iteration on its own (batch size 1, a
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -136,6 +137,15 @@ def test_logs_hold_every_term_the_config_and_images(full_run):
     assert 'config/text_summary' in tags['tensors']
 
 
+def test_tensorboard_gets_the_first_and_the_last_iteration_whatever_log_every_is(data, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--max_iters', '4', '--log_every', '3'))
+    events = EventAccumulator(str(tmp_path / 'log')).Reload()
+    assert [e.step for e in events.Scalars('loss/map')] == [1, 3, 4]
+    trainer.main(tiny_argv(data, tmp_path, '--resume', 'auto', '--log_every', '100'))  # iterations 5 and 6
+    events = EventAccumulator(str(tmp_path / 'log')).Reload()
+    assert [e.step for e in events.Scalars('loss/map')] == [1, 3, 4, 5, 6]
+
+
 def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--val_dir', str(data / 'Test'), '--val_tasks',
                            'derain', '--threads', '1'))
@@ -150,11 +160,29 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     assert 'val_psnr/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
 
 
-@pytest.mark.parametrize('keep, kept', [(1, ['epoch_0003.pth']), (0, [])])
+@pytest.mark.parametrize('keep, kept', [('1', ['epoch_0003.pth']), ('0', []),
+                                        ('all', ['epoch_0001.pth', 'epoch_0002.pth', 'epoch_0003.pth'])])
 def test_keep_epochs_keeps_only_the_newest_epoch_files(data, tmp_path, keep, kept):
-    trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--nEpochs', '3', '--keep_epochs', str(keep)))
+    trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--nEpochs', '3', '--keep_epochs', keep))
     assert sorted(p.name for p in (tmp_path / 'ckpt').glob('epoch_*.pth')) == kept
     assert load_checkpoint(tmp_path / 'ckpt/last.pth')['epoch'] == 4  # always written; a resume starts epoch 4
+
+
+def test_epoch_files_are_bounded_by_default(data, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--nEpochs', '7'))
+    kept = sorted(p.name for p in (tmp_path / 'ckpt').glob('epoch_*.pth'))
+    assert kept == [f'epoch_{epoch:04d}.pth' for epoch in range(3, 8)]  # the newest five
+
+
+def test_skip_unreadable_reports_the_count_at_every_epoch_end(data, tmp_path, capsys):
+    broken = tmp_path / 'data'
+    shutil.copytree(data, broken)
+    (broken / 'Train/Denoise/clean0.png').write_bytes(b'not a png')
+    trainer.main(tiny_argv(broken, tmp_path, '--skip_unreadable'))
+    reports = [line for line in capsys.readouterr().out.splitlines() if 'unreadable training samples' in line]
+    assert len(reports) == 2 and reports[0].startswith('epoch 1: ') and reports[1].startswith('epoch 2: ')
+    counts = [int(line.split(': ')[1].split()[0]) for line in reports]
+    assert 0 < counts[0] <= counts[1]
 
 
 def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
@@ -200,6 +228,63 @@ def test_non_finite_steps_are_skipped_and_the_run_stops_after_k(data, tmp_path, 
     assert last['step'] == 4  # saved after one bad iteration, which changed nothing
     for network in ('map', 'critic'):
         assert all(torch.equal(value, good[network][name]) for name, value in last[network].items())
+
+
+def test_ema_averages_applied_map_steps_only_resumes_exactly_and_is_exported(data, tmp_path, monkeypatch):
+    decay, weights = 0.5, []  # the map's weights after each iteration
+
+    def poisoned(*args, **kwargs):
+        if len(weights) == 4:  # iteration 5: every update of the iteration is skipped, the map's included
+            args = (*args[:4], args[4] * math.nan, *args[5:])
+        terms = ot_iteration(*args, **kwargs)
+        weights.append([p.detach().double().clone() for p in args[0].parameters()])
+        return terms
+
+    monkeypatch.setattr(training, 'ot_iteration', poisoned)
+    full, cut = tmp_path / 'full', tmp_path / 'cut'
+    with pytest.warns(RuntimeWarning, match='update is skipped'):
+        trainer.main(tiny_argv(data, full, '--ema', str(decay)))
+    applied = weights[:4] + weights[5:]
+    expected = applied[0]  # the first update copies the weights, each later one is e <- d e + (1 - d) w
+    for step in applied[1:]:
+        expected = [decay * e + (1 - decay) * w for e, w in zip(expected, step, strict=True)]
+    reference = load_checkpoint(full / 'ckpt/last.pth')
+    assert reference['map_ema_updates'] == 5 and reference['ema_decay'] == decay
+    # float32 lerps, one rounding (2^-24 relative) per update of five: 1e-6 of the largest weight bounds them
+    for name, value in zip(reference['map_ema'], expected, strict=True):
+        torch.testing.assert_close(reference['map_ema'][name].double(), value, rtol=0,
+                                   atol=1e-6 * value.abs().max().item() + 1e-12, msg=name)
+
+    weights.clear()
+    with pytest.warns(RuntimeWarning, match='update is skipped'):
+        trainer.main(tiny_argv(data, cut, '--ema', str(decay), '--max_iters', '3'))
+        trainer.main(tiny_argv(data, cut, '--ema', str(decay), '--resume', 'auto'))
+    resumed = load_checkpoint(cut / 'ckpt/last.pth')
+    assert resumed['map_ema_updates'] == 5
+    assert all(torch.equal(resumed['map_ema'][name], value) for name, value in reference['map_ema'].items())
+
+    averaged, raw = (load_checkpoint(full / f'ckpt/last_map{suffix}.pth') for suffix in ('', '_raw'))
+    assert averaged['ema_decay'] == decay and 'ema_decay' not in raw
+    assert all(torch.equal(averaged['map'][name], value) for name, value in reference['map_ema'].items())
+    assert all(torch.equal(raw['map'][name], value) for name, value in reference['map'].items())
+    assert any(not torch.equal(reference['map'][name], value) for name, value in reference['map_ema'].items())
+    with pytest.raises(CheckpointError, match='no EMA|--ema'):
+        trainer.main(tiny_argv(data, cut, '--resume', 'auto'))
+
+
+def test_validation_with_ema_scores_both_and_keeps_the_average(data, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--ema', '0.5', '--val_dir', str(data / 'Test'),
+                           '--val_tasks', 'derain'))
+    validations = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()
+                   if 'validation' in line]
+    assert [v.get('weights') for v in validations] == [None, 'raw'] and validations[0]['step'] == 3
+    assert validations[0]['mean_psnr'] != validations[1]['mean_psnr']
+    best = load_checkpoint(tmp_path / 'ckpt/best.pth')
+    assert best['best_psnr'] == pytest.approx(validations[0]['mean_psnr'])
+    assert load_checkpoint(tmp_path / 'ckpt/best_map.pth')['ema_decay'] == 0.5
+    assert (tmp_path / 'ckpt/best_map_raw.pth').is_file()
+    scalars = EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
+    assert {'val_psnr/mean', 'val_raw_psnr/mean', 'val_raw_psnr/derain'} <= set(scalars)
 
 
 def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):

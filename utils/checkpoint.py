@@ -9,7 +9,11 @@ A training checkpoint is a plain dict:
      'epoch': int, 'iteration': int, 'step': int, 'rng': {...}, 'config': {...},
      'training': {'steps', 'planned_steps', 'stopped_by', 'precision'}, ...}
 
-An inference export keeps `format`, `version`, `model`, `map`, `config` and `training` only. Files are
+With `--ema DECAY` it also holds 'map_ema' (the averaged weights, a state_dict like 'map'), 'map_ema_updates'
+(the map steps averaged) and 'ema_decay'.
+
+An inference export keeps `format`, `version`, `model`, `map`, `config` and `training` only; `export_maps`
+writes the averaged weights as `map` where a run keeps them (with `ema_decay`), and the raw ones beside. Files are
 written to a temporary file in the same folder and renamed over the target, so a crash or a full disk never
 leaves a partial checkpoint behind, and they are only ever read with `torch.load(weights_only=True)`.
 """
@@ -138,7 +142,25 @@ def build_map(checkpoint: dict) -> tuple[nn.Module, LoadReport]:
     return network, report
 
 
-def export_for_inference(checkpoint: dict, path: str | Path) -> Path:
-    """Writes the weights-only export of a training checkpoint (no critic, optimizers or RNG)."""
-    return save_checkpoint({key: checkpoint[key] for key in ('format', 'version', 'model', 'map', 'config', 'training')
-                            if key in checkpoint}, path)
+def inference_export(checkpoint: dict, raw: bool = False) -> dict:
+    """The weights-only export of a checkpoint (no critic, optimizers or RNG): as its `map` the averaged weights
+    where the checkpoint keeps an EMA (marked by `ema_decay`), unless `raw`."""
+    export = {key: checkpoint[key] for key in ('format', 'version', 'model', 'config', 'training') if key in checkpoint}
+    averaged = 'map_ema' in checkpoint and not raw
+    export['map'] = checkpoint['map_ema'] if averaged else checkpoint['map']
+    if averaged or ('ema_decay' in checkpoint and 'map_ema' not in checkpoint):  # (the export of an export)
+        export['ema_decay'] = checkpoint['ema_decay']
+    return export
+
+
+def export_for_inference(checkpoint: dict, path: str | Path, raw: bool = False) -> Path:
+    """Writes `inference_export(checkpoint, raw)` to `path`."""
+    return save_checkpoint(inference_export(checkpoint, raw), path)
+
+
+def export_maps(checkpoint: dict, folder: str | Path, stem: str) -> None:
+    """`<stem>_map.pth` for test.py (the averaged weights where the run keeps an EMA) and, with an EMA, the raw
+    weights in `<stem>_map_raw.pth`."""
+    export_for_inference(checkpoint, Path(folder) / f'{stem}_map.pth')
+    if 'map_ema' in checkpoint:
+        export_for_inference(checkpoint, Path(folder) / f'{stem}_map_raw.pth', raw=True)

@@ -60,8 +60,8 @@ def ot_iteration(transport_map: nn.Module, critic: nn.Module, map_optimizer: tor
     `clean` is what the critic sees as real images: the batch's targets in a paired iteration, an
     independent clean batch in an unpaired one. `target` None makes the iteration unpaired. `alpha`
     (B x 1 x 1 x 1) fixes the gradient-penalty interpolation; by default it is drawn uniformly.
-    `skipped` counts updates dropped because a loss or gradient was not finite. `sync` averages the
-    gradients over processes (see `_update`).
+    `skipped` counts updates dropped because a loss or gradient was not finite, `map_skipped` (0 or 1) whether
+    the map's was one of them. `sync` averages the gradients over processes (see `_update`).
     """
     critic.requires_grad_(True)
     restored, embedding = transport_map(degraded)
@@ -83,7 +83,7 @@ def ot_iteration(transport_map: nn.Module, critic: nn.Module, map_optimizer: tor
 
     values = {name: value.item() for name, value in terms.items()}
     values.update(critic_loss=loss_critic.item(), gp=gp.item(), transport_distance=-loss_critic.item(),
-                  skipped=updated.count(False))
+                  skipped=updated.count(False), map_skipped=int(not updated[-1]))
     return values
 
 
@@ -93,4 +93,4 @@ def l1_iteration(transport_map: nn.Module, map_optimizer: torch.optim.Optimizer,
     restored, _ = transport_map(degraded)
     loss = (restored - target).abs().mean()
     updated = _update(map_optimizer, loss, transport_map.parameters(), 'map step', sync)
-    return {'loss': loss.item(), 'l1': loss.item(), 'skipped': int(not updated)}
+    return {'loss': loss.item(), 'l1': loss.item(), 'skipped': int(not updated), 'map_skipped': int(not updated)}

@@ -37,8 +37,10 @@ class Monitor:
     def __init__(self, log_dir: str | Path, *, enabled: bool, start_step: int, total_steps: int,
                  log_every: int, image_every: int) -> None:
         self.enabled, self.log_every, self.image_every = enabled, log_every, image_every
+        self.start_step = start_step
         self.log_dir = Path(log_dir)
         self.skipped_total = 0
+        self._unwritten: tuple | None = None  # the newest iteration's scalars, when --log_every skipped them
         self.bar = tqdm(total=total_steps, initial=start_step, disable=not enabled, dynamic_ncols=True,
                         unit='it', desc='train')
         if not enabled:
@@ -62,7 +64,8 @@ class Monitor:
 
     def iteration(self, step: int, epoch: int, iteration: int, paired: bool, terms: dict[str, float],
                   lrs: dict[str, float], data_time: float, step_time: float) -> None:
-        """Records iteration `step` (1-based: the number of iterations done)."""
+        """Records iteration `step` (1-based: the number of iterations done). TensorBoard gets every
+        `log_every`-th, and the first and the last of the run whatever `log_every` is (the last at `close`)."""
         if not self.enabled:
             return
         self.skipped_total += terms.get('skipped', 0)
@@ -75,8 +78,13 @@ class Monitor:
         self.bar.set_description(f'epoch {epoch} iter {iteration}', refresh=False)
         self.bar.set_postfix({name: f'{value:.4g}' for name, value in shown.items()}, refresh=False)
         self.bar.update(1)
-        if step % self.log_every:
-            return
+        self._unwritten = (step, terms, lrs, data_time, step_time)
+        if step % self.log_every == 0 or step == self.start_step + 1:
+            self._scalars(*self._unwritten)
+
+    def _scalars(self, step: int, terms: dict[str, float], lrs: dict[str, float], data_time: float,
+                 step_time: float) -> None:
+        self._unwritten = None
         for name, value in terms.items():
             self.writer.add_scalar(TAGS.get(name, f'train/{name}'), value, step)
         self.writer.add_scalar('train/skipped_updates_total', self.skipped_total, step)
@@ -97,19 +105,23 @@ class Monitor:
         grid = make_grid(torch.cat(rows).float().clamp(0, 1).cpu(), nrow=n, padding=2)
         self.writer.add_image('samples/degraded_restored_target_residual', grid, step)
 
-    def validation(self, step: int, records: list[dict], mean_psnr: float) -> None:
-        """Per-set PSNR/SSIM (and what the input scored) after `step` iterations."""
+    def validation(self, step: int, records: list[dict], mean_psnr: float, weights: str = '') -> None:
+        """Per-set PSNR/SSIM (and what the input scored) after `step` iterations; `weights` 'raw' tags the
+        scores of the raw weights of a run that keeps an EMA (`val_raw_psnr/...`; the EMA's are `val_psnr/...`)."""
         if not self.enabled:
             return
+        prefix = f'val_{weights}_' if weights else 'val_'
         for record in records:
             label = record['task'] + ('' if record['set'] == record['task'] else f'/{record["set"]}')
             label += '' if record['sigma'] is None else f'_sigma{record["sigma"]}'
             for metric in ('psnr', 'ssim'):
-                self.writer.add_scalar(f'val_{metric}/{label}', record[metric], step)
-        self.writer.add_scalar('val_psnr/mean', mean_psnr, step)
-        self._jsonl.write(json.dumps({'step': step, 'validation': records, 'mean_psnr': mean_psnr}) + '\n')
+                self.writer.add_scalar(f'{prefix}{metric}/{label}', record[metric], step)
+        self.writer.add_scalar(f'{prefix}psnr/mean', mean_psnr, step)
+        self._jsonl.write(json.dumps({'step': step, 'validation': records, 'mean_psnr': mean_psnr,
+                                      **({'weights': weights} if weights else {})}) + '\n')
         self._jsonl.flush()
-        self.message(f'validation after {step} iterations: mean PSNR {mean_psnr:.2f} dB | ' + ' | '.join(
+        self.message(f'validation{f" ({weights} weights)" if weights else ""} after {step} iterations: mean PSNR '
+                     f'{mean_psnr:.2f} dB | ' + ' | '.join(
             f'{r["task"]}/{r["set"]}{"" if r["sigma"] is None else r["sigma"]} {r["psnr"]:.2f} dB '
             f'(input {r["input_psnr"]:.2f})' for r in records))
 
@@ -120,6 +132,8 @@ class Monitor:
     def close(self) -> None:
         self.bar.close()
         if self.enabled:
+            if self._unwritten is not None:
+                self._scalars(*self._unwritten)
             self.writer.close()
             self._jsonl.close()
 

@@ -49,6 +49,7 @@ from utils.checkpoint import (
     model_spec,
     save_checkpoint,
 )
+from utils.export import SAFETENSORS_SUFFIX, load_safetensors
 
 OFFICIAL_MODULE = 'model_res'
 OFFICIAL_CLASSES = frozenset({
@@ -264,7 +265,10 @@ def convert_official(path: str | Path) -> tuple[dict, LoadReport]:
 
 
 def load_any_checkpoint(path: str | Path) -> tuple[dict, str | None]:
-    """A darcot checkpoint, or an official one converted on the fly; returns it and a note on conversion."""
+    """A darcot checkpoint (a `.safetensors` file included), or an official one converted on the fly; returns
+    it and a note on conversion."""
+    if Path(path).suffix == SAFETENSORS_SUFFIX:
+        return load_safetensors(path), None
     try:
         return load_checkpoint(path), None
     except CheckpointError as error:

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from data.tasks import NOISE_SIGMAS, train_task
@@ -29,7 +30,7 @@ from utils.checkpoint import (
     FORMAT,
     VERSION,
     CheckpointError,
-    export_for_inference,
+    export_maps,
     load_checkpoint,
     load_network_state,
     model_spec,
@@ -70,11 +71,13 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
     lrs = {'map': config.map_lr or config.lr / 2, 'critic': config.lr}
     optimizers = {name: OPTIMIZERS[config.optimizer](net.parameters(), lr=lrs[name]) for name, net in networks.items()}
     schedulers = {name: make_scheduler(opt, config) for name, opt in optimizers.items()}
+    # --ema: an exponential moving average of the map's weights, updated after every applied map step.
+    ema = AveragedModel(networks['map'], multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
     start_epoch, first_iteration, step, best_psnr = 1, 0, 0, -math.inf
     resume = resume_path(config.resume, config.ckpt_dir)
     if resume is not None:
         start_epoch, first_iteration, step, best_psnr = restore(resume, networks, optimizers, schedulers, config,
-                                                                runtime)
+                                                                runtime, ema)
     for network in networks.values():
         distributed.broadcast_state(network, runtime)
     chosen = precision.choose(config.amp, device)
@@ -96,7 +99,8 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
 
     def save(names: list[str], epoch: int, iteration: int) -> None:
         """Writes the training state (all processes call it: it gathers every process's random state)."""
-        gathered = distributed.gather((capture_rng(), _fingerprint(networks)), runtime)
+        held = {**networks, **({'map_ema': ema.module} if ema else {})}
+        gathered = distributed.gather((capture_rng(), _fingerprint(held)), runtime)
         fingerprints = [fingerprint for _, fingerprint in gathered]
         if not all(math.isfinite(value) for fingerprint in fingerprints for value in fingerprint):
             raise SystemExit(f'non-finite weights after {step} iterations; nothing was saved over the checkpoints '
@@ -116,10 +120,13 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
                  'training': {'steps': step, 'planned_steps': total, 'stopped_by': stop, 'precision': chosen.to_dict()}}
         if ot:
             state['critic_patch_size'], state['critic_width'] = config.patch_size, config.critic_width
+        if ema is not None:
+            state.update(map_ema=ema.module.state_dict(), map_ema_updates=int(ema.n_averaged), ema_decay=config.ema)
         for name in names:
             save_checkpoint(state, Path(config.ckpt_dir) / name)
-        if 'best.pth' in names:
-            export_for_inference(state, Path(config.ckpt_dir) / 'best_map.pth')
+        for name, stem in ((LAST, 'last'), ('best.pth', 'best')):  # test.py's files, as new as the checkpoints
+            if name in names:
+                export_maps(state, config.ckpt_dir, stem)
 
     def validate(epoch: int, iteration: int) -> None:
         """Scores the map on the test sets (rank 0) and keeps it as best.pth if its mean PSNR is the best yet;
@@ -129,10 +136,13 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
             return
         mean_psnr = None
         if runtime.is_main:
-            records = evaluate(networks['map'], test_sets, device=device, tile=config.val_tile, amp=chosen.amp,
-                               progress=False)
-            mean_psnr = sum(r['psnr'] for r in records) / len(records)
-            monitor.validation(step, records, mean_psnr)
+            scored = {'': ema.module, 'raw': networks['map']} if ema else {'': networks['map']}
+            for weights, network in scored.items():  # the EMA (kept as best) first, then the raw weights
+                records = evaluate(network, test_sets, device=device, tile=config.val_tile, amp=chosen.amp,
+                                   progress=False)
+                psnr = sum(r['psnr'] for r in records) / len(records)
+                monitor.validation(step, records, psnr, weights)
+                mean_psnr = psnr if mean_psnr is None else mean_psnr
         mean_psnr = distributed.gather(mean_psnr, runtime)[0]
         if mean_psnr > best_psnr:
             best_psnr = mean_psnr
@@ -161,6 +171,8 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
             else:
                 terms = l1_iteration(stepping['map'], optimizers['map'], degraded, target, sync=sync)
             step, iteration = step + 1, iteration + 1
+            if ema is not None and not terms['map_skipped']:
+                ema.update_parameters(networks['map'])
             bad = bad + 1 if terms['skipped'] else 0
             monitor.iteration(step, epoch, iteration, paired, terms,
                               {name: opt.param_groups[0]['lr'] for name, opt in optimizers.items()},
@@ -185,6 +197,9 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
             break
         for scheduler in schedulers.values():
             scheduler.step()
+        if config.skip_unreadable:
+            monitor.message(f'epoch {epoch}: {dataset.skipped_unreadable} unreadable training samples replaced so '
+                            'far in this process (--skip_unreadable)')
         first_iteration = 0
         save([LAST] if config.keep_epochs == 0 else [LAST, epoch_file(epoch)], epoch + 1, 0)
         if config.keep_epochs and runtime.is_main:
@@ -195,9 +210,6 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
             break
 
     if runtime.is_main:
-        last = Path(config.ckpt_dir) / LAST
-        if last.is_file():
-            export_for_inference(load_checkpoint(last), Path(config.ckpt_dir) / 'last_map.pth')
         monitor.message(f'{stop or "all epochs done"} after {step} iterations. Checkpoints: {config.ckpt_dir} '
                         f'(last_map.pth for test.py); logs: tensorboard --logdir {config.log_dir}')
     monitor.close()
@@ -240,8 +252,9 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
 
 
 def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, config: TrainConfig,
-            runtime: distributed.Runtime) -> tuple[int, int, int, float]:
-    """Loads a training checkpoint into the networks, optimizers and schedulers; returns where it stopped."""
+            runtime: distributed.Runtime, ema: AveragedModel | None = None) -> tuple[int, int, int, float]:
+    """Loads a training checkpoint into the networks, optimizers, schedulers and the EMA; returns where it
+    stopped."""
     state = load_checkpoint(path, map_location=runtime.device)
     # Checked first, so that an export is not reported as a missing critic (trainer.py writes the critic's
     # state together with critic_patch_size, checked below).
@@ -258,6 +271,14 @@ def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, conf
     if 'critic' in networks and state.get('critic_width', OFFICIAL_WIDTH) != config.critic_width:
         raise CheckpointError(f'{path} has a critic of --critic_width {state.get("critic_width", OFFICIAL_WIDTH)}, '
                               f'not {config.critic_width}; resume with the flags it was trained with')
+    if state.get('ema_decay') != config.ema:
+        kept = f'an EMA of decay {state["ema_decay"]:g}' if state.get('ema_decay') else 'no EMA'
+        asked = f'--ema {config.ema:g}' if config.ema else 'none'
+        raise CheckpointError(f'{path} keeps {kept}, but the flags ask for {asked}; resume with the --ema it was '
+                              'trained with')
+    if ema is not None:
+        load_network_state(ema.module, state['map_ema'], source=f'{path} (map_ema)')
+        ema.n_averaged.fill_(state['map_ema_updates'])
     for name, network in networks.items():
         load_network_state(network, state[name], source=f'{path} ({name})')
         optimizers[name].load_state_dict(state[f'{name}_optimizer'])
