@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--ckpt', required=True, type=Path,
-                        help='checkpoint from trainer.py, its inference export, a .safetensors model file '
-                             '(python -m utils.export), or an official DA-RCOT .pth')
+                        help='checkpoint from trainer.py, its inference export, a .safetensors or .onnx model '
+                             'file (python -m utils.export), or an official DA-RCOT .pth')
     evaluation = parser.add_argument_group('evaluation on test sets')
     evaluation.add_argument('--task', default='all',
                             help=f'one of {", ".join(TEST_TASKS)}, all, or the name of any other paired folder '
@@ -100,11 +100,17 @@ def pick_device(name: str) -> torch.device:
 def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str, dict]:
     """The transport map of a checkpoint on `device`, a one-line description of it, and the checkpoint."""
     from utils.checkpoint import CheckpointError, build_map
+    from utils.export import ONNX_SUFFIX, OnnxMap
     from utils.official import load_any_checkpoint
 
     try:
-        checkpoint, conversion = load_any_checkpoint(path)
-        transport_map, report = build_map(checkpoint)
+        if path.suffix == ONNX_SUFFIX:
+            transport_map = OnnxMap(path)
+            checkpoint, report = transport_map.checkpoint, 'run by ONNX Runtime on the CPU, float32'
+            conversion = None
+        else:
+            checkpoint, conversion = load_any_checkpoint(path)
+            transport_map, report = build_map(checkpoint)
     except CheckpointError as error:
         raise SystemExit(f'error: --ckpt: {error}') from error
     spec = checkpoint['model']
@@ -209,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         on_cpu = args.device == 'cpu' or (args.device == 'auto' and not allocator.gpu_present())
         allocator.preload('retain' if on_cpu else 'system')  # full-size images: blocks of tens of MiB
     from utils import precision
+    from utils.export import ONNX_SUFFIX
     from utils.inference import InferenceMemoryError
 
     device = pick_device(args.device)
@@ -216,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     warning = stopped_early(checkpoint)
     if warning:
         print(warning)
-    chosen = precision.choose(args.amp, device)
+    chosen = precision.choose('off' if args.ckpt.suffix == ONNX_SUFFIX else args.amp, device)  # ONNX: float32
     described = f'{described}; {chosen.describe()}'
     print(f'transport map: {described} on {device}')
     try:

@@ -3,16 +3,19 @@
     python bench/inference.py                                    # paper-size MRCNet, 480x320
     python bench/inference.py --sizes 480x320 1280x720 --tiled 3840x2160 --tile 512 --iters 2
 
-Variants: `official` (the official forward order: pass 2 recomputes the latent, under no_grad) and `fast`
+Variants: `official` (the official forward order: pass 2 recomputes the latent, under no_grad), `fast`
 (`utils.inference.restore` under inference_mode), with modifiers joined by '+': `channels_last`, `bf16`
-(autocast; changes the numbers slightly). `--tiled` sizes run the fast variants through overlapping tiles.
-Variants are alternated A, B, A, B after one warm-up each.
+(autocast; changes the numbers slightly), and `onnx` (the map exported with dynamic height and width by
+`utils.export`, run by ONNX Runtime on the CPU with torch's thread count; needs requirements-export.txt).
+`--tiled` sizes run the fast variants through overlapping tiles. Variants are alternated A, B, A, B after one
+warm-up each.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -23,6 +26,8 @@ from bench.common import time_alternating, write_json  # noqa: E402
 from bench.reference import official_order_forward  # noqa: E402
 from net import MRCNet  # noqa: E402
 from utils import allocator  # noqa: E402
+from utils.checkpoint import FORMAT, VERSION, model_spec  # noqa: E402
+from utils.export import OnnxMap, save_onnx  # noqa: E402
 from utils.inference import restore  # noqa: E402
 
 MODIFIERS = ('channels_last', 'bf16')
@@ -49,11 +54,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for variant in args.variants:
         base, *modifiers = variant.split('+')
+        if variant == 'onnx':
+            continue
         if base not in ('official', 'fast') or any(m not in MODIFIERS for m in modifiers):
-            parser.error(f'--variants: {variant!r} is not official|fast[+{"|".join(MODIFIERS)}]')
+            parser.error(f'--variants: {variant!r} is not onnx or official|fast[+{"|".join(MODIFIERS)}]')
         if base == 'official' and 'bf16' in modifiers:
             parser.error('--variants: the official order runs in float32 only')
     return args
+
+
+def onnx_run(model: MRCNet, size: dict, image: torch.Tensor, folder: Path):
+    """The model (of constructor arguments `size`) exported to `folder` once, run by ONNX Runtime on `image`."""
+    path = folder / 'map.onnx'
+    if not path.is_file():
+        checkpoint = {'format': FORMAT, 'version': VERSION, 'model': model_spec('MRCNet', size),
+                      'map': model.state_dict()}
+        save_onnx(checkpoint, path)
+    onnx_map = OnnxMap(path)
+    return lambda: onnx_map(image)
 
 
 def make_run(spec: str, model: MRCNet, image: torch.Tensor, tile: int | None, overlap: int):
@@ -77,8 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = MRCNet(dim=args.dim, num_blocks=tuple(args.num_blocks),
-                   num_refinement_blocks=args.num_refinement_blocks).to(device).eval()
+    size = dict(dim=args.dim, num_blocks=tuple(args.num_blocks), num_refinement_blocks=args.num_refinement_blocks)
+    model = MRCNet(**size).to(device).eval()
+    exports = Path(tempfile.mkdtemp(prefix='darcot-bench-'))
     cases = [(s, None, args.variants) for s in args.sizes]
     cases += [(s, args.tile, [v for v in args.variants if v.startswith('fast')]) for s in args.tiled]
     figures: dict[str, dict] = {}
@@ -86,7 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     print(f'{"image":<22} {"variant":<26} {"median s":>9} {"min s":>8} {"peak MB":>9}')
     for (width, height), tile, variants in cases:
         image = torch.rand(1, 3, height, width, device=device)
-        runs = {spec: make_run(spec, model, image, tile, args.tile_overlap) for spec in variants}
+        runs = {spec: onnx_run(model, size, image, exports) if spec == 'onnx' else
+                make_run(spec, model, image, tile, args.tile_overlap) for spec in variants}
         for run in runs.values():
             run()
         label = f'{width}x{height}' + (f' tile {tile}' if tile else '')

@@ -98,3 +98,69 @@ def test_the_output_name_must_say_safetensors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         export.main(['--ckpt', str(tmp_path / 'x.pth'), '--safetensors', str(tmp_path / 'out.pt')])
     assert 'must end in .safetensors' in capsys.readouterr().err
+
+
+@pytest.fixture(scope='module')
+def onnx_export(tmp_path_factory):
+    """A tiny map exported with dynamic height and width, through the command line."""
+    pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r requirements-export.txt)')
+    pytest.importorskip('onnxscript', reason='onnxscript is not installed (pip install -r requirements-export.txt)')
+    folder = tmp_path_factory.mktemp('onnx')
+    checkpoint = tiny_checkpoint(folder / 'map.pth', dim=8)
+    export.main(['--ckpt', str(checkpoint), '--onnx', str(folder / 'map.onnx')])
+    return checkpoint, folder / 'map.onnx'
+
+
+@pytest.mark.slow
+def test_an_onnx_export_restores_any_size_as_pytorch_does(onnx_export, capsys):
+    checkpoint, path = onnx_export
+    network = build_map(load_checkpoint(checkpoint))[0].eval()
+    onnx_map = export.OnnxMap(path)
+    assert onnx_map.checkpoint['model'] == json.loads(json.dumps(load_checkpoint(checkpoint)['model']))
+    for shape in ((1, 3, 16, 16), (1, 3, 23, 41), (2, 3, 64, 40)):  # odd sizes, a batch of two
+        x = torch.rand(shape)
+        with torch.no_grad():
+            expected, expected_embedding = network(x)
+        restored, embedding = onnx_map(x)
+        assert restored.shape == x.shape
+        # fp32 in two kernel libraries: the export's own check bound (utils.export.CHECK_TOLERANCE)
+        assert (restored - expected).abs().max() <= export.CHECK_TOLERANCE
+        assert (embedding - expected_embedding).abs().max() <= export.CHECK_TOLERANCE
+
+
+@pytest.mark.slow
+def test_test_py_scores_an_onnx_export_as_its_checkpoint(onnx_export, tmp_path, capsys):
+    checkpoint, path = onnx_export
+    tree = tmp_path / 'tree'
+    write_test_tree(tree)
+    summaries = []
+    for name, model in (('pth', checkpoint), ('onnx', path)):
+        assert test_script.main(['--amp', 'off', '--ckpt', str(model), '--test_dir', str(tree), '--save_dir',
+                                 str(tmp_path / name), '--task', 'all', '--no_progress']) == 0
+        summaries.append(json.loads((tmp_path / name / 'summary.json').read_text()))
+    assert 'run by ONNX Runtime' in capsys.readouterr().out
+    for pth, onnx in zip(*summaries, strict=True):
+        assert (pth['task'], pth.get('sigma')) == (onnx['task'], onnx.get('sigma'))
+        assert abs(pth['psnr'] - onnx['psnr']) < 0.01
+
+
+@pytest.mark.slow
+def test_a_fixed_size_onnx_export_says_its_size_and_refuses_others(tmp_path, capsys):
+    pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r requirements-export.txt)')
+    pytest.importorskip('onnxscript', reason='onnxscript is not installed (pip install -r requirements-export.txt)')
+    checkpoint = tiny_checkpoint(tmp_path / 'map.pth', dim=8)
+    export.main(['--ckpt', str(checkpoint), '--onnx', str(tmp_path / 'map.onnx'), '--height', '24', '--width', '40'])
+    written = tmp_path / 'map_40x24.onnx'
+    assert '40x24 images only' in capsys.readouterr().out and written.is_file()
+    onnx_map = export.OnnxMap(written)
+    assert onnx_map(torch.rand(1, 3, 24, 40))[0].shape == (1, 3, 24, 40)
+    with pytest.raises(ValueError, match='exported for 40x24 images only'):
+        onnx_map(torch.rand(1, 3, 24, 48))
+
+
+def test_onnx_export_flags_are_checked_before_any_work(tmp_path, capsys):
+    for flags, message in ((['--onnx', 'm.pt'], 'must end in .onnx'), (['--onnx', 'm.onnx', '--height', '32'],
+                                                                        'together'), ([], 'give --safetensors')):
+        with pytest.raises(SystemExit):
+            export.main(['--ckpt', str(tmp_path / 'x.pth'), *flags])
+        assert message in capsys.readouterr().err

@@ -1,6 +1,8 @@
-"""Model files for use outside training: the transport map's weights as `.safetensors`.
+"""Model files for use outside training: the transport map's weights as `.safetensors`, the map as ONNX.
 
     python -m utils.export --ckpt checkpoints/demo_MRCNet/last.pth --safetensors demo.safetensors
+    python -m utils.export --ckpt checkpoints/demo_MRCNet/last.pth --onnx demo.onnx     # any image size
+    python -m utils.export --ckpt ... --onnx demo.onnx --height 320 --width 480        # one fixed size
 
 `--ckpt` takes what `test.py --ckpt` takes (a training checkpoint, a `*_map.pth` export, an official
 checkpoint); a run that keeps an EMA of its weights exports the average, as its `last_map.pth` does. A
@@ -11,6 +13,15 @@ the model spec, so that the file describes the network it belongs to:
     num_refinement_blocks, ...), and where known config and training (JSON) and ema_decay.
 
 `test.py --ckpt model.safetensors` reads it back through `load_safetensors`.
+
+The ONNX graph is the whole map in float32 (torch's dynamo exporter, torch >= 2.6): the padding to a multiple of
+8, both passes and the crop, with inputs `degraded` (N x 3 x H x W in [0, 1]) and outputs `restored` and
+`embedding` (R4). By default height and width are dynamic (any image of at least 16 pixels a side); `--height
+--width` fix them, and the size then goes into the file name. The export is checked at once: ONNX Runtime
+restores a real photograph of another size (of the fixed size, for a fixed export) and the largest difference
+to PyTorch's output is printed; above `CHECK_TOLERANCE` the command fails. The model spec and the training
+record go into the file's metadata; `test.py --ckpt model.onnx` restores with ONNX Runtime (`OnnxMap`) through
+the same evaluation code. Needs the optional packages of requirements-export.txt.
 """
 
 from __future__ import annotations
@@ -19,30 +30,37 @@ import argparse
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from utils.checkpoint import FORMAT, VERSION, CheckpointError, inference_export
 
 SAFETENSORS_SUFFIX = '.safetensors'
+ONNX_SUFFIX = '.onnx'
+# fp32 through a few hundred layers, in other kernels (ONNX Runtime against oneDNN): outputs in [0, 1] agree to
+# about 1e-6; 1e-4 leaves room for deeper maps and flags a wrong graph, which is off by far more.
+CHECK_TOLERANCE = 1e-4
+MIN_SIDE = 16  # smallest side of a dynamic graph's input (it pads in one reflect step; the exporter takes >= 16)
+_EXPORT_PACKAGES = 'pip install -r requirements-export.txt'
 
 
 def save_safetensors(checkpoint: dict, path: str | Path) -> Path:
     """Writes the map's weights and its spec to `path`, atomically (a temporary file renamed over it)."""
     from safetensors.torch import save_file
 
-    exported, path = inference_export(checkpoint), Path(path)
-    metadata = {'format': FORMAT, 'version': str(VERSION), 'model': json.dumps(exported['model'])}
-    for key in ('config', 'training'):
-        if key in exported:
-            metadata[key] = json.dumps(exported[key])
-    if 'ema_decay' in exported:
-        metadata['ema_decay'] = repr(exported['ema_decay'])
+    exported = inference_export(checkpoint)
     tensors = {name: value.detach().contiguous() for name, value in exported['map'].items()}
+    return _write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata=_metadata(exported)))
+
+
+def _write_atomically(path: str | Path, write: Callable[[str], object]) -> Path:
+    """`write(temporary)` on a hidden file beside `path`, then renamed over it: never a partial model file."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, temporary, metadata=metadata)
+        write(temporary)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -63,16 +81,79 @@ def load_safetensors(path: str | Path) -> dict:
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f'{path} is not a readable safetensors file (truncated or corrupt?): {error}') from error
+    return {**_spec_from_metadata(metadata, path, '--safetensors OUT.safetensors'), 'map': tensors}
+
+
+def _import_onnx():
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as error:
+        raise CheckpointError(f'ONNX needs the optional packages onnx, onnxruntime and onnxscript ({error}): '
+                              f'{_EXPORT_PACKAGES}') from error
+    return onnx, onnxruntime
+
+
+def onnx_path(path: str | Path, size: tuple[int, int] | None) -> Path:
+    """`path`, with a fixed export's size (width x height) in its name unless the name already states it."""
+    path = Path(path)
+    if size is None:
+        return path
+    label = f'{size[1]}x{size[0]}'
+    return path if label in path.stem else path.with_name(f'{path.stem}_{label}{path.suffix}')
+
+
+def save_onnx(checkpoint: dict, path: str | Path, size: tuple[int, int] | None = None) -> Path:
+    """Exports the map of `checkpoint` to `path` (see the module docstring); `size` (height, width) fixes the
+    input size, None leaves it dynamic. Returns the path written."""
+    import torch
+
+    from utils.checkpoint import build_map
+
+    onnx, _ = _import_onnx()
+    exported = inference_export(checkpoint)
+    network = build_map(exported)[0].eval()
+    if size is None:
+        example = torch.rand(2, 3, 37, 45)  # not a multiple of 8, nor a side of 0 or 1: nothing specialised
+        dim = torch.export.Dim
+        shapes = {'x': {0: dim('batch', min=1, max=256), 2: dim('height', min=MIN_SIDE, max=16384),
+                        3: dim('width', min=MIN_SIDE, max=16384)}}
+    else:
+        example, shapes = torch.rand(1, 3, *size), None
+
+    def write(temporary: str) -> None:
+        with torch.no_grad():
+            torch.onnx.export(network, (example,), temporary, dynamo=True, dynamic_shapes=shapes, verbose=False,
+                              input_names=['degraded'], output_names=['restored', 'embedding'])
+        model = onnx.load(temporary)
+        for key, value in _metadata(exported).items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, temporary)
+
+    return _write_atomically(path, write)
+
+
+def _metadata(exported: dict) -> dict[str, str]:
+    metadata = {'format': FORMAT, 'version': str(VERSION), 'model': json.dumps(exported['model'])}
+    for key in ('config', 'training'):
+        if key in exported:
+            metadata[key] = json.dumps(exported[key])
+    if 'ema_decay' in exported:
+        metadata['ema_decay'] = repr(exported['ema_decay'])
+    return metadata
+
+
+def _spec_from_metadata(metadata: dict[str, str], path: Path, writer: str) -> dict:
+    """The checkpoint fields (all but `map`) that `_metadata` wrote, or a CheckpointError naming `path`."""
     if metadata.get('format') != FORMAT or 'model' not in metadata:
         raise CheckpointError(f'{path} has no darcot model spec in its metadata (format and model), so the network '
-                              'it belongs to is unknown; write it with python -m utils.export --ckpt CKPT '
-                              '--safetensors OUT.safetensors')
+                              f'it belongs to is unknown; write it with python -m utils.export --ckpt CKPT {writer}')
     if int(metadata.get('version', 0)) > VERSION:
         raise CheckpointError(f'{path} has checkpoint version {metadata["version"]}; this code reads up to {VERSION}: '
                               'update darcot')
     try:
-        checkpoint = {'format': FORMAT, 'version': int(metadata['version']), 'model': json.loads(metadata['model']),
-                      'map': tensors}
+        checkpoint = {'format': FORMAT, 'version': int(metadata['version']), 'model': json.loads(metadata['model'])}
         for key in ('config', 'training'):
             if key in metadata:
                 checkpoint[key] = json.loads(metadata[key])
@@ -83,27 +164,105 @@ def load_safetensors(path: str | Path) -> dict:
     return checkpoint
 
 
+class OnnxMap:
+    """An exported map run by ONNX Runtime on the CPU, callable as the PyTorch maps are: x -> (T(x), R4)."""
+
+    def __new__(cls, path: str | Path):
+        import torch
+        from torch import nn
+
+        _, onnxruntime = _import_onnx()
+
+        class _OnnxMap(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = torch.get_num_threads()
+                try:
+                    self.session = onnxruntime.InferenceSession(str(path), options,
+                                                                providers=['CPUExecutionProvider'])
+                except Exception as error:  # onnxruntime raises its own exception types
+                    raise CheckpointError(f'{path} is not an ONNX model ONNX Runtime can load: {error}') from error
+                metadata = self.session.get_modelmeta().custom_metadata_map
+                self.checkpoint = _spec_from_metadata(metadata, Path(path), '--onnx OUT.onnx')
+                height, width = self.session.get_inputs()[0].shape[2:]
+                self.size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                if self.size is not None and tuple(x.shape[-2:]) != self.size:
+                    raise ValueError(f'{path} was exported for {self.size[1]}x{self.size[0]} images only, got '
+                                     f'{x.shape[-1]}x{x.shape[-2]}: export it without --height/--width, or '
+                                     f'restore in tiles of that size (--tile)')
+                restored, embedding = self.session.run(None, {'degraded': x.detach().float().cpu().numpy()})
+                return torch.from_numpy(restored).to(x.device), torch.from_numpy(embedding).to(x.device)
+
+        return _OnnxMap()
+
+
+def check_onnx(path: Path, checkpoint: dict, size: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
+    """Restores a real photograph with ONNX Runtime and with PyTorch; returns its (height, width) and the largest
+    absolute difference of the two outputs."""
+    import numpy as np
+    import skimage.data
+    import torch
+
+    from utils.checkpoint import build_map
+
+    photo = skimage.data.astronaut()
+    height, width = size or (77, 101)  # not the traced size, nor a multiple of 8
+    photo = np.pad(photo, ((0, max(0, height - 512)), (0, max(0, width - 512)), (0, 0)), mode='reflect')
+    image = torch.from_numpy(photo[:height, :width].copy()).permute(2, 0, 1)[None].float() / 255
+    network = build_map(inference_export(checkpoint))[0].eval()
+    with torch.no_grad():
+        expected, _ = network(image)
+        actual, _ = OnnxMap(path)(image)
+    return (height, width), (actual - expected).abs().max().item()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog='python -m utils.export', description=__doc__.split('\n\n')[0])
     parser.add_argument('--ckpt', type=Path, required=True,
                         help='a checkpoint of trainer.py, a *_map.pth export or an official checkpoint')
-    parser.add_argument('--safetensors', type=Path, required=True, metavar='OUT',
+    parser.add_argument('--safetensors', type=Path, metavar='OUT',
                         help='write the weights and the model spec to this .safetensors file')
+    parser.add_argument('--onnx', type=Path, metavar='OUT', help='export the map to this .onnx file and check it')
+    parser.add_argument('--height', type=int, help='fixed input height of the ONNX graph (with --width)')
+    parser.add_argument('--width', type=int, help='fixed input width of the ONNX graph (with --height)')
+    parser.add_argument('--dynamic', action='store_true', help='dynamic height and width (the default)')
     args = parser.parse_args(argv)
-    if args.safetensors.suffix != SAFETENSORS_SUFFIX:
+    if not (args.safetensors or args.onnx):
+        parser.error('give --safetensors OUT.safetensors, --onnx OUT.onnx, or both')
+    if args.safetensors and args.safetensors.suffix != SAFETENSORS_SUFFIX:
         parser.error(f'--safetensors {args.safetensors}: the file name must end in {SAFETENSORS_SUFFIX}')
+    if args.onnx and args.onnx.suffix != ONNX_SUFFIX:
+        parser.error(f'--onnx {args.onnx}: the file name must end in {ONNX_SUFFIX}')
+    if (args.height is None) != (args.width is None) or (args.dynamic and args.height is not None):
+        parser.error('--height and --width fix the ONNX input size together; --dynamic (the default) leaves it free')
+    size = None if args.height is None else (args.height, args.width)
+    if size is not None and min(size) < MIN_SIDE:
+        parser.error(f'--height/--width: at least {MIN_SIDE} pixels')
     from utils.checkpoint import build_map
     from utils.official import load_any_checkpoint
 
     try:
         checkpoint, _ = load_any_checkpoint(args.ckpt)
         build_map(inference_export(checkpoint))  # the weights fit the spec they are written with
+        spec = checkpoint['model']
+        averaged = f', EMA decay {checkpoint["ema_decay"]:g}' if 'ema_decay' in checkpoint else ''
+        if args.safetensors:
+            save_safetensors(checkpoint, args.safetensors)
+            print(f'{args.safetensors}: {spec["backbone"]} {spec["args"]}{averaged}')
+        if args.onnx:
+            written = save_onnx(checkpoint, onnx_path(args.onnx, size), size)
+            shape = 'any height and width' if size is None else f'{size[1]}x{size[0]} images only (width x height)'
+            (height, width), difference = check_onnx(written, checkpoint, size)
+            print(f'{written}: {spec["backbone"]} {spec["args"]}{averaged}; {shape}. ONNX Runtime against PyTorch '
+                  f'on a {width}x{height} photograph: largest difference {difference:.2e}')
+            if not difference <= CHECK_TOLERANCE:
+                parser.exit(1, f'error: the ONNX graph differs from the PyTorch map by {difference:.2e} (more than '
+                               f'{CHECK_TOLERANCE:g}); do not use {written}\n')
     except CheckpointError as error:
-        parser.exit(1, f'error: --ckpt: {error}\n')
-    save_safetensors(checkpoint, args.safetensors)
-    spec = checkpoint['model']
-    averaged = f', EMA decay {checkpoint["ema_decay"]:g}' if 'ema_decay' in checkpoint else ''
-    print(f'{args.safetensors}: {spec["backbone"]} {spec["args"]}{averaged}')
+        parser.exit(1, f'error: {error}\n')
 
 
 if __name__ == '__main__':
