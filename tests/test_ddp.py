@@ -101,15 +101,15 @@ def test_torchrun_trains_on_two_processes(tmp_path):
 
     data = write_tiny_data(tmp_path / 'data')
     # Per process: 3 of the 5 samples (padded), 2 iterations per epoch; pairnum 4 = 1 paired iteration of 2 x 2.
-    argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--max_iters', '3')
+    argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--max_iters', '3', '--ema', '0.5')
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'trainer.py',
                *argv]
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    # Every save checks that the processes hold identical weights (trainer.py raises otherwise).
+    # Every save checks that the processes hold identical weights, the EMA included (trainer.py raises otherwise).
     state = load_checkpoint(tmp_path / 'ckpt/last.pth')
-    assert (state['world_size'], len(state['rng']), state['step']) == (2, 2, 3)
+    assert (state['world_size'], len(state['rng']), state['step'], state['map_ema_updates']) == (2, 2, 3, 3)
     records = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()]
     assert [r['step'] for r in records] == [1, 2, 3]  # rank 0 alone logs
     assert [r['paired'] for r in records] == [True, False, True]

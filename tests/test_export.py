@@ -108,6 +108,7 @@ def onnx_export(tmp_path_factory):
     folder = tmp_path_factory.mktemp('onnx')
     checkpoint = tiny_checkpoint(folder / 'map.pth', dim=8)
     export.main(['--ckpt', str(checkpoint), '--onnx', str(folder / 'map.onnx')])
+    assert sorted(p.name for p in folder.iterdir()) == ['map.onnx', 'map.pth']  # one file, nothing left beside it
     return checkpoint, folder / 'map.onnx'
 
 
@@ -134,12 +135,14 @@ def test_test_py_scores_an_onnx_export_as_its_checkpoint(onnx_export, tmp_path, 
     tree = tmp_path / 'tree'
     write_test_tree(tree)
     summaries = []
-    for name, model in (('pth', checkpoint), ('onnx', path)):
+    for name, model, tiles in (('pth', checkpoint, []), ('onnx', path, []), ('pth_tiled', checkpoint, ['--tile', '16']),
+                               ('onnx_tiled', path, ['--tile', '16'])):
         assert test_script.main(['--amp', 'off', '--ckpt', str(model), '--test_dir', str(tree), '--save_dir',
-                                 str(tmp_path / name), '--task', 'all', '--no_progress']) == 0
+                                 str(tmp_path / name), '--task', 'all', '--tile_overlap', '4', '--no_progress',
+                                 *tiles]) == 0
         summaries.append(json.loads((tmp_path / name / 'summary.json').read_text()))
     assert 'run by ONNX Runtime' in capsys.readouterr().out
-    for pth, onnx in zip(*summaries, strict=True):
+    for pth, onnx in [*zip(summaries[0], summaries[1], strict=True), *zip(summaries[2], summaries[3], strict=True)]:
         assert (pth['task'], pth.get('sigma')) == (onnx['task'], onnx.get('sigma'))
         assert abs(pth['psnr'] - onnx['psnr']) < 0.01
 

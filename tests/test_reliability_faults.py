@@ -162,7 +162,8 @@ def drive_kills(data: str, out: str, seed: int) -> None:
     rng = random.Random(seed)
     # The first five kills land whatever the machine's speed (each finds enough work left); the timers land
     # where they land, also after the run has finished.
-    plan = [['write', 2, 0.5], ['iteration', 2, 0], ['renamed', 3, 0], ['write', rng.randint(1, 3), rng.random()],
+    # Every save writes last.pth, then its export last_map.pth: the third write is the second save's last.pth.
+    plan = [['write', 3, 0.5], ['iteration', 2, 0], ['renamed', 3, 0], ['write', rng.randint(1, 3), rng.random()],
             ['iteration', rng.randint(1, 2), 0], *(['timer', 0, rng.uniform(0.05, 1.0)] for _ in range(3))]
     report = {'reference': _run_child(tiny_argv(data, out / 'reference', *extra), None), 'runs': []}
     for kill in [*plan, None]:
@@ -188,7 +189,8 @@ def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, t
     runs = report['runs']
     # Mid-write of the second save, then after an update that was never saved, then three more.
     assert [run['signal'] for run in runs[:5]] == [signal.SIGKILL] * 5, runs
-    assert runs[0]['files'] == {'last.pth': 1} and runs[1]['files'] == {'last.pth': 2}
+    assert runs[0]['files'] == {'last.pth': 1, 'last_map.pth': 'export'}
+    assert runs[1]['files'] == {'last.pth': 2, 'last_map.pth': 'export'}
     assert runs[-1]['exit'] == 0, result.stderr[-3000:]
     for run in runs:  # whatever the moment, every checkpoint on disk is complete and loads
         assert not any(str(step).startswith('ERROR') for step in run['files'].values()), run
@@ -273,11 +275,11 @@ def _disk_full_after(saves: int):
 
 @pytest.mark.skipif(not Path('/dev/full').exists(), reason='needs /dev/full to fail writes with ENOSPC')
 def test_a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint.os, 'fdopen', _disk_full_after(2))
+    monkeypatch.setattr(checkpoint.os, 'fdopen', _disk_full_after(4))  # two saves: last.pth and last_map.pth each
     with pytest.raises(OSError, match=r'could not write checkpoint .*last\.pth: No space left.*intact.*--ckpt_dir'):
         trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--save_every', '1'))
     assert load_checkpoint(tmp_path / 'ckpt/last.pth')['step'] == 2  # the last complete save
-    assert sorted(p.name for p in (tmp_path / 'ckpt').iterdir()) == ['last.pth']  # no partial file left
+    assert sorted(p.name for p in (tmp_path / 'ckpt').iterdir()) == ['last.pth', 'last_map.pth']  # no partial file
 
 
 def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path, monkeypatch):

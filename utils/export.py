@@ -124,6 +124,7 @@ def save_onnx(checkpoint: dict, path: str | Path, size: tuple[int, int] | None =
     def write(temporary: str) -> None:
         with torch.no_grad():
             torch.onnx.export(network, (example,), temporary, dynamo=True, dynamic_shapes=shapes, verbose=False,
+                              external_data=False,  # one file, weights inside (up to protobuf's 2 GB)
                               input_names=['degraded'], output_names=['restored', 'embedding'])
         model = onnx.load(temporary)
         for key, value in _metadata(exported).items():
