@@ -100,11 +100,17 @@ def test_the_output_name_must_say_safetensors(tmp_path, capsys):
     assert 'must end in .safetensors' in capsys.readouterr().err
 
 
+def needs_onnx() -> None:
+    for package in ('onnx', 'onnxruntime', 'onnxscript'):
+        pytest.importorskip(package, reason=f'{package} is not installed (pip install -r requirements-export.txt)')
+    if not hasattr(torch.compiler, 'is_exporting'):
+        pytest.skip(f'the ONNX exporter needs torch 2.6 or newer, this is {torch.__version__}')
+
+
 @pytest.fixture(scope='module')
 def onnx_export(tmp_path_factory):
     """A tiny map exported with dynamic height and width, through the command line."""
-    pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r requirements-export.txt)')
-    pytest.importorskip('onnxscript', reason='onnxscript is not installed (pip install -r requirements-export.txt)')
+    needs_onnx()
     folder = tmp_path_factory.mktemp('onnx')
     checkpoint = tiny_checkpoint(folder / 'map.pth', dim=8)
     export.main(['--ckpt', str(checkpoint), '--onnx', str(folder / 'map.onnx')])
@@ -149,8 +155,7 @@ def test_test_py_scores_an_onnx_export_as_its_checkpoint(onnx_export, tmp_path, 
 
 @pytest.mark.slow
 def test_a_fixed_size_onnx_export_says_its_size_and_refuses_others(tmp_path, capsys):
-    pytest.importorskip('onnxruntime', reason='ONNX Runtime is not installed (pip install -r requirements-export.txt)')
-    pytest.importorskip('onnxscript', reason='onnxscript is not installed (pip install -r requirements-export.txt)')
+    needs_onnx()
     checkpoint = tiny_checkpoint(tmp_path / 'map.pth', dim=8)
     export.main(['--ckpt', str(checkpoint), '--onnx', str(tmp_path / 'map.onnx'), '--height', '24', '--width', '40'])
     written = tmp_path / 'map_40x24.onnx'

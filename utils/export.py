@@ -111,6 +111,9 @@ def save_onnx(checkpoint: dict, path: str | Path, size: tuple[int, int] | None =
     from utils.checkpoint import build_map
 
     onnx, _ = _import_onnx()
+    if not hasattr(torch.compiler, 'is_exporting'):
+        raise CheckpointError(f'the ONNX export needs torch 2.6 or newer (torch.export with dynamic shapes); this is '
+                              f'torch {torch.__version__}')
     exported = inference_export(checkpoint)
     network = build_map(exported)[0].eval()
     if size is None:
