@@ -193,7 +193,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple
     h, w = x.shape[-2:]
     # Written as (rounded-up size - size), so that a symbolic trace (ONNX export) sees a multiple of `multiple`.
     pad_h, pad_w = (h + multiple - 1) // multiple * multiple - h, (w + multiple - 1) // multiple * multiple - w
-    if _exporting():  # an exported graph takes images of at least `multiple` pixels a side: one reflect step
+    if _exporting():  # an exported graph takes sides longer than their pads (utils.export: >= 16): one step
         torch._check(pad_h < h)
         torch._check(pad_w < w)
         return F.pad(x, (0, pad_w, 0, pad_h), mode='reflect'), (h, w)

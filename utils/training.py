@@ -137,12 +137,13 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
         mean_psnr = None
         if runtime.is_main:
             scored = {'': ema.module, 'raw': networks['map']} if ema else {'': networks['map']}
-            for weights, network in scored.items():  # the EMA (kept as best) first, then the raw weights
+            means = {}  # '': the weights kept as best and exported (the EMA where there is one); 'raw'
+            for weights, network in scored.items():
                 records = evaluate(network, test_sets, device=device, tile=config.val_tile, amp=chosen.amp,
                                    progress=False)
-                psnr = sum(r['psnr'] for r in records) / len(records)
-                monitor.validation(step, records, psnr, weights)
-                mean_psnr = psnr if mean_psnr is None else mean_psnr
+                means[weights] = sum(r['psnr'] for r in records) / len(records)
+                monitor.validation(step, records, means[weights], weights)
+            mean_psnr = means['']
         mean_psnr = distributed.gather(mean_psnr, runtime)[0]
         if mean_psnr > best_psnr:
             best_psnr = mean_psnr
