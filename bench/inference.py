@@ -67,9 +67,7 @@ def onnx_run(model: MRCNet, size: dict, image: torch.Tensor, folder: Path):
     """The model (of constructor arguments `size`) exported to `folder` once, run by ONNX Runtime on `image`."""
     path = folder / 'map.onnx'
     if not path.is_file():
-        checkpoint = {'format': FORMAT, 'version': VERSION, 'model': model_spec('MRCNet', size),
-                      'map': model.state_dict()}
-        save_onnx(checkpoint, path)
+        save_onnx(model, {'format': FORMAT, 'version': VERSION, 'model': model_spec('MRCNet', size)}, path)
     onnx_map = OnnxMap(path)
     return lambda: onnx_map(image)
 
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     size = dict(dim=args.dim, num_blocks=tuple(args.num_blocks), num_refinement_blocks=args.num_refinement_blocks)
     model = MRCNet(**size).to(device).eval()
-    exports = Path(tempfile.mkdtemp(prefix='darcot-bench-'))
+    exports = tempfile.TemporaryDirectory(prefix='darcot-bench-')  # the ONNX file, removed at the end
     cases = [(s, None, args.variants) for s in args.sizes]
     cases += [(s, args.tile, [v for v in args.variants if v.startswith('fast')]) for s in args.tiled]
     figures: dict[str, dict] = {}
@@ -105,7 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f'{"image":<22} {"variant":<26} {"median s":>9} {"min s":>8} {"peak MB":>9}')
     for (width, height), tile, variants in cases:
         image = torch.rand(1, 3, height, width, device=device)
-        runs = {spec: onnx_run(model, size, image, exports) if spec == 'onnx' else
+        runs = {spec: onnx_run(model, size, image, Path(exports.name)) if spec == 'onnx' else
                 make_run(spec, model, image, tile, args.tile_overlap) for spec in variants}
         for run in runs.values():
             run()
@@ -116,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
         if 'official' in runs and 'fast' in runs:
             ratio = figures[f'{label} official']['median_s'] / figures[f'{label} fast']['median_s']
             print(f'{label:<22} fast / official speed-up: {ratio:.2f}x')
+    exports.cleanup()
     write_json(args.json, {'cases': figures})
     return figures
 

@@ -33,7 +33,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from utils.checkpoint import FORMAT, VERSION, CheckpointError, inference_export
+import torch
+from torch import nn
+
+from utils.checkpoint import FORMAT, VERSION, CheckpointError, build_map, inference_export
 
 SAFETENSORS_SUFFIX = '.safetensors'
 ONNX_SUFFIX = '.onnx'
@@ -103,19 +106,14 @@ def onnx_path(path: str | Path, size: tuple[int, int] | None) -> Path:
     return path if label in path.stem else path.with_name(f'{path.stem}_{label}{path.suffix}')
 
 
-def save_onnx(checkpoint: dict, path: str | Path, size: tuple[int, int] | None = None) -> Path:
-    """Exports the map of `checkpoint` to `path` (see the module docstring); `size` (height, width) fixes the
-    input size, None leaves it dynamic. Returns the path written."""
-    import torch
-
-    from utils.checkpoint import build_map
-
+def save_onnx(network: nn.Module, exported: dict, path: str | Path, size: tuple[int, int] | None = None) -> Path:
+    """Exports `network` (in eval mode) to `path` (see the module docstring), with the fields of the inference
+    export `exported` in its metadata (model spec; where present config, training, ema_decay); `size` (height,
+    width) fixes the input size, None leaves it dynamic. Returns the path written."""
     onnx, _ = _import_onnx()
     if not hasattr(torch.compiler, 'is_exporting'):
         raise CheckpointError(f'the ONNX export needs torch 2.6 or newer (torch.export with dynamic shapes); this is '
                               f'torch {torch.__version__}')
-    exported = inference_export(checkpoint)
-    network = build_map(exported)[0].eval()
     if size is None:
         example = torch.rand(2, 3, 37, 45)  # not a multiple of 8, nor a side of 0 or 1: nothing specialised
         dim = torch.export.Dim
@@ -168,55 +166,44 @@ def _spec_from_metadata(metadata: dict[str, str], path: Path, writer: str) -> di
     return checkpoint
 
 
-class OnnxMap:
-    """An exported map run by ONNX Runtime on the CPU, callable as the PyTorch maps are: x -> (T(x), R4)."""
+class OnnxMap(nn.Module):
+    """An exported map run by ONNX Runtime on the CPU, callable as the PyTorch maps are: x -> (T(x), R4).
+    `checkpoint` holds the spec of its metadata (all but the weights); `size` is a fixed export's (height, width)."""
 
-    def __new__(cls, path: str | Path):
-        import torch
-        from torch import nn
-
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
         _, onnxruntime = _import_onnx()
+        self.path = Path(path)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise CheckpointError(f'{path} is not an ONNX model ONNX Runtime can load: {error}') from error
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.checkpoint = _spec_from_metadata(metadata, self.path, '--onnx OUT.onnx')
+        height, width = self.session.get_inputs()[0].shape[2:]
+        self.size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
 
-        class _OnnxMap(nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = torch.get_num_threads()
-                try:
-                    self.session = onnxruntime.InferenceSession(str(path), options,
-                                                                providers=['CPUExecutionProvider'])
-                except Exception as error:  # onnxruntime raises its own exception types
-                    raise CheckpointError(f'{path} is not an ONNX model ONNX Runtime can load: {error}') from error
-                metadata = self.session.get_modelmeta().custom_metadata_map
-                self.checkpoint = _spec_from_metadata(metadata, Path(path), '--onnx OUT.onnx')
-                height, width = self.session.get_inputs()[0].shape[2:]
-                self.size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
-
-            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                if self.size is not None and tuple(x.shape[-2:]) != self.size:
-                    raise ValueError(f'{path} was exported for {self.size[1]}x{self.size[0]} images only, got '
-                                     f'{x.shape[-1]}x{x.shape[-2]}: export it without --height/--width, or '
-                                     f'restore in tiles of that size (--tile)')
-                restored, embedding = self.session.run(None, {'degraded': x.detach().float().cpu().numpy()})
-                return torch.from_numpy(restored).to(x.device), torch.from_numpy(embedding).to(x.device)
-
-        return _OnnxMap()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            raise ValueError(f'{self.path} was exported for {self.size[1]}x{self.size[0]} images only, got '
+                             f'{x.shape[-1]}x{x.shape[-2]}: export it without --height/--width, or restore in tiles '
+                             'of that size (--tile)')
+        restored, embedding = self.session.run(None, {'degraded': x.detach().float().cpu().numpy()})
+        return torch.from_numpy(restored).to(x.device), torch.from_numpy(embedding).to(x.device)
 
 
-def check_onnx(path: Path, checkpoint: dict, size: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
-    """Restores a real photograph with ONNX Runtime and with PyTorch; returns its (height, width) and the largest
-    absolute difference of the two outputs."""
+def check_onnx(path: Path, network: nn.Module, size: tuple[int, int] | None) -> tuple[tuple[int, int], float]:
+    """Restores a real photograph with ONNX Runtime and with `network` (the PyTorch map exported to `path`);
+    returns its (height, width) and the largest absolute difference of the two outputs."""
     import numpy as np
     import skimage.data
-    import torch
-
-    from utils.checkpoint import build_map
 
     photo = skimage.data.astronaut()
     height, width = size or (77, 101)  # not the traced size, nor a multiple of 8
     photo = np.pad(photo, ((0, max(0, height - 512)), (0, max(0, width - 512)), (0, 0)), mode='reflect')
     image = torch.from_numpy(photo[:height, :width].copy()).permute(2, 0, 1)[None].float() / 255
-    network = build_map(inference_export(checkpoint))[0].eval()
     with torch.no_grad():
         expected, _ = network(image)
         actual, _ = OnnxMap(path)(image)
@@ -245,21 +232,21 @@ def main(argv: list[str] | None = None) -> None:
     size = None if args.height is None else (args.height, args.width)
     if size is not None and min(size) < MIN_SIDE:
         parser.error(f'--height/--width: at least {MIN_SIDE} pixels')
-    from utils.checkpoint import build_map
     from utils.official import load_any_checkpoint
 
     try:
         checkpoint, _ = load_any_checkpoint(args.ckpt)
-        build_map(inference_export(checkpoint))  # the weights fit the spec they are written with
+        exported = inference_export(checkpoint)
+        network = build_map(exported)[0].eval()  # also checks that the weights fit the spec they are written with
         spec = checkpoint['model']
         averaged = f', EMA decay {checkpoint["ema_decay"]:g}' if 'ema_decay' in checkpoint else ''
         if args.safetensors:
             save_safetensors(checkpoint, args.safetensors)
             print(f'{args.safetensors}: {spec["backbone"]} {spec["args"]}{averaged}')
         if args.onnx:
-            written = save_onnx(checkpoint, onnx_path(args.onnx, size), size)
+            written = save_onnx(network, exported, onnx_path(args.onnx, size), size)
             shape = 'any height and width' if size is None else f'{size[1]}x{size[0]} images only (width x height)'
-            (height, width), difference = check_onnx(written, checkpoint, size)
+            (height, width), difference = check_onnx(written, network, size)
             print(f'{written}: {spec["backbone"]} {spec["args"]}{averaged}; {shape}. ONNX Runtime against PyTorch '
                   f'on a {width}x{height} photograph: largest difference {difference:.2e}')
             if not difference <= CHECK_TOLERANCE:
