@@ -236,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument('--skip_unreadable', action='store_true', help='skip unreadable training images with a warning')
 
     val = parser.add_argument_group('validation (at full image size, through utils.evaluate)')
-    val.add_argument('--val_dir', default=None, help='test root to validate on, e.g. data/Test (default: none)')
+    val.add_argument('--val_dir', default=None,
+                     help='a root of held-out pairs in the test layout to validate on (not the test set: best.pth '
+                          'chosen on it inflates the test numbers)')
     val.add_argument('--val_tasks', nargs='+', default=[],
                      help='test tasks to validate on (default: the tasks of --de_type)')
     val.add_argument('--val_every', type=_non_negative_int, default=default.val_every,

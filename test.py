@@ -1,8 +1,9 @@
 """Evaluate a DA-RCOT transport map on the test sets, or restore any images without ground truth.
 
     python test.py --task {denoise,derain,dehaze,deblur,lowlight,all,<name>} --ckpt PATH [--test_dir data/Test]
-        [--sigma 15 25 50] [--save_dir results] [--protocol pad|official] [--tile N --tile_overlap M]
-        [--y_channel] [--compare] [--device auto] [--amp auto|on|off] [--resume | --overwrite] [--dump_embeddings]
+        [--noise_sigma 15 25 50] [--save_dir results] [--protocol pad|official] [--tile N --tile_overlap M]
+        [--y_channel] [--compare] [--save_inputs] [--device auto] [--amp auto|on|off] [--resume | --overwrite]
+        [--dump_embeddings]
     python test.py --input FILE_OR_DIR --ckpt PATH --output DIR [--tile N] [--device auto]
 
 Wiring only: checkpoint (ours, or an official pickle converted on the fly) + test sets -> `evaluate()` ->
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,16 +43,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                             help=f'one of {", ".join(TEST_TASKS)}, all, or the name of any other paired folder '
                                  'of --test_dir (e.g. mixed)')
     evaluation.add_argument('--test_dir', type=Path, default=Path('data/Test'), help='test root (README layout)')
-    evaluation.add_argument('--sigma', type=int, nargs='+', default=[15, 25, 50],
-                            help='noise levels of the denoising sets (any level, also unseen ones)')
+    evaluation.add_argument('--noise_sigma', type=int, nargs='+', default=[15, 25, 50],
+                            help='noise levels of the denoising sets (any level, also unseen ones; the official '
+                                 "tester's flag)")
+    evaluation.add_argument('--sigma', type=int, nargs='+', dest='deprecated_sigma', metavar='SIGMA',
+                            help='deprecated alias of --noise_sigma (trainer.py --sigma is the transport-cost weight)')
     evaluation.add_argument('--save_dir', type=Path, default=Path('results'),
                             help='where images, metrics.csv per set, summary.json and results.md go')
     evaluation.add_argument('--protocol', choices=PROTOCOLS, default='pad',
-                            help='pad: full-size outputs (the network pads and crops back); official: trim '
-                                 'bottom/right to a multiple of 8 first, as the official tester')
+                            help='pad: full-size images (the network pads and crops back), denoising noise seeded '
+                                 'per image; official: as the official testers (denoising: one seed-1850 noise '
+                                 'stream over the sorted images, first row/column dropped where a side is not a '
+                                 'multiple of 4; other sets trimmed bottom/right to a multiple of 8; LPIPS on '
+                                 '[0, 1] inputs)')
     evaluation.add_argument('--y_channel', action='store_true', help='PSNR/SSIM on Y (BasicSR) instead of RGB')
     evaluation.add_argument('--compare', action='store_true',
                             help='also write degraded | restored | residual | target strips')
+    evaluation.add_argument('--save_inputs', action='store_true',
+                            help='also write each degraded input exactly as fed to the network (input/)')
     evaluation.add_argument('--dump_embeddings', action='store_true',
                             help='write the pooled residual embeddings (TensorBoard projector, 2-D plot)')
     rerun = evaluation.add_mutually_exclusive_group()
@@ -71,13 +81,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.deprecated_sigma is not None:
+        warnings.warn('test.py --sigma is deprecated: use --noise_sigma (the official tester\'s name; '
+                      'trainer.py --sigma is the transport-cost weight)', FutureWarning, stacklevel=2)
+        args.noise_sigma = args.deprecated_sigma
     if args.tile is not None and (args.tile <= 0 or args.tile % 8):
         parser.error(f'--tile {args.tile}: use a positive multiple of 8 (the networks work on multiples of 8), '
                      'e.g. 512')
     if args.tile is not None and not 0 <= args.tile_overlap < args.tile // 2:
         parser.error(f'--tile_overlap {args.tile_overlap}: use 0 up to half of --tile ({args.tile // 2}), e.g. 32')
-    if any(sigma <= 0 for sigma in args.sigma):
-        parser.error(f'--sigma {args.sigma}: noise levels must be positive (0-255 scale)')
+    if any(sigma <= 0 for sigma in args.noise_sigma):
+        parser.error(f'--noise_sigma {args.noise_sigma}: noise levels must be positive (0-255 scale)')
     if args.dump_embeddings and args.resume:
         parser.error('--dump_embeddings needs every image restored again: use it without --resume')
     if (args.input is None) != (args.output is None):
@@ -156,7 +170,8 @@ def restore_photos(args: argparse.Namespace, transport_map: torch.nn.Module, dev
 
 
 def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, device: torch.device,
-                  described: str, chosen: precision.Precision) -> int:
+                  described: str, chosen: precision.Precision, warnings_: list[str]) -> int:
+    """Scores the map on the test sets of --task; `warnings_` (already printed) go into results.md too."""
     from utils.embeddings import write_embeddings
     from utils.evaluate import evaluate
     from utils.metrics import load_fid, load_lpips
@@ -164,7 +179,8 @@ def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, devi
 
     tasks = None if args.task == 'all' else [args.task]
     try:
-        test_sets, missing = find_test_sets(args.test_dir, tasks, sigmas=tuple(args.sigma))
+        test_sets, missing = find_test_sets(args.test_dir, tasks, sigmas=tuple(args.noise_sigma),
+                                            protocol=args.protocol)
     except DataLayoutError as error:
         raise SystemExit(f'error: --test_dir: {error}') from error
     for message in missing:
@@ -176,19 +192,20 @@ def evaluate_sets(args: argparse.Namespace, transport_map: torch.nn.Module, devi
     if earlier and not (args.resume or args.overwrite):
         raise SystemExit(f'error: --save_dir {args.save_dir} already holds results ({earlier[0]}); pass --resume '
                          'to continue that run, --overwrite to replace it, or choose another --save_dir')
-    lpips, fid = load_lpips(device), load_fid(device)
+    lpips, fid = load_lpips(device, official=args.protocol == 'official'), load_fid(device)
     embeddings = [] if args.dump_embeddings else None
     try:
-        records = evaluate(transport_map, test_sets, device=device, protocol=args.protocol, tile=args.tile,
+        records = evaluate(transport_map, test_sets, device=device, tile=args.tile,
                            tile_overlap=args.tile_overlap, y_channel=args.y_channel, amp=chosen.amp,
-                           save_dir=args.save_dir, compare=args.compare, resume=args.resume,
+                           save_dir=args.save_dir, compare=args.compare, save_inputs=args.save_inputs,
+                           resume=args.resume,
                            progress=not args.no_progress, lpips=lpips, fid=fid, embeddings=embeddings)
     except KeyboardInterrupt:
         print(f'\ninterrupted: the images and metrics.csv rows written so far in {args.save_dir} are complete; '
               'rerun with --resume to finish', file=sys.stderr)
         return 130
     records = [{**record, 'precision': chosen.dtype} for record in records]
-    summary, markdown = write_reports(records, args.save_dir, described)
+    summary, markdown = write_reports(records, args.save_dir, described, warnings_)
     print(console_table(records))
     for metric, reason in sorted({item for record in records for item in record['not_computed'].items()}):
         print(f'{metric.upper()} not computed: {reason}')
@@ -209,6 +226,21 @@ def stopped_early(checkpoint: dict) -> str | None:
             f'({training.get("stopped_by") or "the run was stopped"}): these results are not those of the full run')
 
 
+def chosen_on_tested_folder(checkpoint: dict, test_dir: Path) -> str | None:
+    """A warning where the checkpoint was kept as its run's best on the folder being tested (or one inside it, or
+    around it): choosing weights on the test set inflates every number against the paper's last-epoch ones."""
+    training = checkpoint.get('training') or {}
+    if not training.get('chosen_by_validation') or not training.get('val_dir'):
+        return None
+    chosen_on, tested = Path(training['val_dir']).resolve(), test_dir.resolve()
+    if chosen_on != tested and chosen_on not in tested.parents and tested not in chosen_on.parents:
+        return None
+    return (f'warning: this map was kept as the best of its run by validation on {chosen_on}, which holds the test '
+            'sets scored here: the weights were chosen on the test set, so these numbers are biased upward '
+            "against the paper's (last-epoch weights). Score last_map.pth, or validate on held-out training pairs "
+            '(trainer.py --val_split)')
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if argv is None:  # a command of its own: the allocator is chosen before torch loads (utils/allocator.py)
@@ -220,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
 
     device = pick_device(args.device)
     transport_map, described, checkpoint = load_map(args.ckpt, device)
-    warning = stopped_early(checkpoint)
-    if warning:
+    found = [stopped_early(checkpoint)] + ([] if args.input else [chosen_on_tested_folder(checkpoint, args.test_dir)])
+    found_warnings = [warning for warning in found if warning]
+    for warning in found_warnings:
         print(warning)
     chosen = precision.choose('off' if args.ckpt.suffix == ONNX_SUFFIX else args.amp, device)  # ONNX: float32
     described = f'{described}; {chosen.describe()}'
@@ -229,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.input is not None:
             return restore_photos(args, transport_map, device, chosen.amp)
-        return evaluate_sets(args, transport_map, device, described, chosen)
+        return evaluate_sets(args, transport_map, device, described, chosen, found_warnings)
     except InferenceMemoryError as error:
         raise SystemExit(f'error: {error}') from error
 

@@ -1,7 +1,15 @@
 """The test sets: full-size degraded/clean pairs found below a test root (`data.layouts.TEST_LAYOUT`).
 
-Denoising sets hold clean images only; their noisy versions come from `data.degradations.test_noise` (seed
-1850 for every image, clipped and truncated to uint8), the one protocol shared by validation and `test.py`.
+Each set serves its pairs under one size-and-noise protocol (`PROTOCOLS`):
+
+- `pad` (the default): every image at its full size (the network pads and crops back); a denoising set's
+  noisy images come from `data.degradations.test_noise`, seeded afresh for every image (seed 1850), so an
+  image's noise is the same whatever subset or order evaluates it.
+- `official`: what the official testers feed the network. Denoising is the official `tester_noise.py`:
+  `np.random.seed(1850)` once per noise level, the clean images in sorted path order, one noise stream across
+  them (`official_noise`), then the first row and the first column dropped when a side is not a multiple of 4
+  (BSD68's 481 x 321 becomes 480 x 320). Every other set is trimmed at the bottom and right to a multiple of 8.
+
 Every other set pairs its files by name (`data.layouts.pair_by_name`).
 """
 
@@ -10,14 +18,51 @@ from pathlib import Path
 
 import numpy as np
 
-from data.degradations import test_noise
+from data.degradations import TEST_NOISE_SEED, add_gaussian_noise, test_noise
 from data.image_io import read_rgb, to_tensor
 from data.layouts import TEST_LAYOUT, DataLayoutError, Pair, require_complete, scan_test_task
-from data.tasks import DE_TYPES, NOISE_SIGMAS
 
 TEST_TASKS = ('denoise', 'derain', 'dehaze', 'deblur', 'lowlight')
-# pad: full-size outputs (the network pads and crops back); official: trimmed first, as the official tester
 PROTOCOLS = ('pad', 'official')
+OFFICIAL_MULTIPLE = 8  # the official tester's size rule for the sets other than denoising
+
+
+def trim_to_multiple(image: np.ndarray, multiple: int = OFFICIAL_MULTIPLE) -> np.ndarray:
+    """Drops the bottom rows and right columns of an H x W x C array beyond a multiple of `multiple`."""
+    h, w = image.shape[:2]
+    if h < multiple or w < multiple:
+        raise ValueError(f'a {h}x{w} image is smaller than {multiple} pixels on a side; --protocol official '
+                         'cannot trim it (use --protocol pad)')
+    return image[: h - h % multiple, : w - w % multiple]
+
+
+def trim_first_row_and_column(image: np.ndarray) -> np.ndarray:
+    """The official denoise tester's rule: where a side is not a multiple of 4, the first row and the first
+    column go (both, whichever side it is)."""
+    h, w = image.shape[:2]
+    return image[1:, 1:] if h % 4 or w % 4 else image
+
+
+class OfficialNoise:
+    """The official denoise tester's noise: one `np.random.seed(1850)` stream drawn image after image, in the
+    order of `clean_paths`; `noise(index)` gives image `index`'s noisy version whatever order it is asked in
+    (the stream's state before each image is kept once reached, so a resumed run draws the same noise)."""
+
+    def __init__(self, clean_paths: Sequence[Path], sigma: float, seed: int = TEST_NOISE_SEED) -> None:
+        self.clean_paths, self.sigma = tuple(clean_paths), sigma
+        self._states = {0: np.random.RandomState(seed).get_state()}  # index -> the stream before that image
+
+    def noisy(self, index: int, clean: np.ndarray) -> np.ndarray:
+        """`np.clip(clean + sigma * randn(H, W, 3), 0, 255).astype(uint8)` for image `index` of the stream."""
+        reached = max(known for known in self._states if known <= index)
+        stream = np.random.RandomState()
+        stream.set_state(self._states[reached])
+        for earlier in range(reached, index):  # draw the noise of the images before it
+            stream.standard_normal(read_rgb(self.clean_paths[earlier]).shape)
+            self._states[earlier + 1] = stream.get_state()
+        noisy = add_gaussian_noise(clean, self.sigma, stream)
+        self._states[index + 1] = stream.get_state()
+        return noisy
 
 
 class TestSet:
@@ -28,37 +73,43 @@ class TestSet:
     Args:
         task: the task folder it was found in (`denoise`, `derain`, ..., or any other name such as `mixed`).
         name: the set's name (`bsd68`, `Rain100L`; the task name where the task folder holds the pair itself).
-        pairs: the image pairs; `lq` None means noise is added by `test_noise` at `sigma`.
+        pairs: the image pairs; `lq` None means noise is added at `sigma` (per the protocol).
         sigma: noise level of a denoising set, else None.
+        protocol: one of `PROTOCOLS` (module docstring): what `images` returns.
     """
 
     __test__ = False  # not a pytest test class, despite its name
 
-    def __init__(self, task: str, name: str, pairs: Sequence[Pair], sigma: float | None = None) -> None:
+    def __init__(self, task: str, name: str, pairs: Sequence[Pair], sigma: float | None = None,
+                 protocol: str = 'pad') -> None:
         if (task == 'denoise') != (sigma is not None):
             raise ValueError(f'TestSet({task}/{name}): a sigma is needed for, and only for, the denoise task')
-        self.task, self.name, self.pairs, self.sigma = task, name, tuple(pairs), sigma
-
-    @property
-    def task_id(self) -> int | None:
-        """The degradation id (`data.tasks.DE_TYPES`) this set tests, or None where it maps to none (a noise
-        level other than 15, 25, 50; a mixed or other set)."""
-        if self.task == 'denoise':
-            token = {sigma: token for token, sigma in NOISE_SIGMAS.items()}.get(self.sigma)  # 25.0 finds 25
-            return None if token is None else DE_TYPES[token]
-        return DE_TYPES.get(self.task)
+        if protocol not in PROTOCOLS:
+            raise ValueError(f'unknown protocol {protocol!r}; use one of {", ".join(PROTOCOLS)}')
+        self.task, self.name, self.pairs, self.sigma, self.protocol = task, name, tuple(pairs), sigma, protocol
+        self._official_noise = (OfficialNoise([pair.gt for pair in self.pairs], sigma)
+                                if protocol == 'official' and sigma is not None else None)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def images(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The degraded and clean image of pair `index` as uint8 H x W x 3 RGB arrays."""
+        """The degraded and clean image of pair `index` as uint8 H x W x 3 RGB arrays, as the protocol feeds
+        them to the network (trimmed under `official`)."""
         pair = self.pairs[index]
         gt = read_rgb(pair.gt)
-        lq = test_noise(gt, self.sigma) if pair.lq is None else read_rgb(pair.lq)
+        if pair.lq is not None:
+            lq = read_rgb(pair.lq)
+        elif self._official_noise is not None:
+            lq = self._official_noise.noisy(index, gt)
+        else:
+            lq = test_noise(gt, self.sigma)
         if lq.shape != gt.shape:
             raise DataLayoutError(f'{pair.lq} {lq.shape[:2]} and {pair.gt} {gt.shape[:2]} differ in size; '
                                   'fix the pair (python -m data.check lists every such pair)')
+        if self.protocol == 'official':
+            trim = trim_first_row_and_column if self._official_noise is not None else trim_to_multiple
+            lq, gt = trim(lq), trim(gt)
         return lq, gt
 
     def __getitem__(self, index: int) -> dict:
@@ -78,8 +129,8 @@ def all_test_tasks(test_root: Path) -> list[str]:
     return list(dict.fromkeys([*TEST_TASKS, *others]))
 
 
-def find_test_sets(test_root: str | Path, tasks: Iterable[str] | None = None,
-                   sigmas: Sequence[float] = (15, 25, 50)) -> tuple[list[TestSet], list[str]]:
+def find_test_sets(test_root: str | Path, tasks: Iterable[str] | None = None, sigmas: Sequence[float] = (15, 25, 50),
+                   protocol: str = 'pad') -> tuple[list[TestSet], list[str]]:
     """The test sets of `tasks` below `test_root` (one per noise level for denoising sets), and one message
     per task that has no folder there.
 
@@ -87,6 +138,7 @@ def find_test_sets(test_root: str | Path, tasks: Iterable[str] | None = None,
         test_root: the test root (default layout in `data.layouts.TEST_LAYOUT`).
         tasks: task folders to look for; None means `TEST_TASKS` and every other folder of the root.
         sigmas: the noise levels of the denoising sets.
+        protocol: the sets' protocol (`PROTOCOLS`).
 
     Raises:
         DataLayoutError: when the root is missing or empty, a task folder holds no test layout, or a set's
@@ -104,7 +156,7 @@ def find_test_sets(test_root: str | Path, tasks: Iterable[str] | None = None,
         for entry in found:
             pairs = require_complete(entry.pairing, entry.lq_dir, entry.gt_dir)
             if entry.lq_dir is None:
-                sets.extend(TestSet(task, entry.name, pairs, sigma) for sigma in sigmas)
+                sets.extend(TestSet(task, entry.name, pairs, sigma, protocol) for sigma in sigmas)
             else:
-                sets.append(TestSet(task, entry.name, pairs))
+                sets.append(TestSet(task, entry.name, pairs, protocol=protocol))
     return sets, missing

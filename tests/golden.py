@@ -19,6 +19,15 @@ from net import Critic, MRCNet
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / 'shared' / 'golden' / 'darcot_reference.pt'
 
 
+def golden_file(name: str) -> Path:
+    """A file of the golden folder (the folder of `DARCOT_GOLDEN`'s file, default `../shared/golden`); skips the
+    test, saying so, where it is absent."""
+    path = Path(os.environ.get('DARCOT_GOLDEN', DEFAULT_PATH)).parent / name
+    if not path.is_file():
+        pytest.skip(f'no golden file {name} at {path.parent} (set DARCOT_GOLDEN to a file of that folder)')
+    return path
+
+
 def load_fixture() -> dict:
     path = Path(os.environ.get('DARCOT_GOLDEN', DEFAULT_PATH))
     if not path.is_file():

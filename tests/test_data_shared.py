@@ -1,6 +1,7 @@
 """The real benchmark sets of `../shared/data` (override with DARCOT_SHARED_DATA) loaded through the test-set
 code, laid out as `data.layouts.TEST_LAYOUT` says with a temporary tree of links. Skipped where absent."""
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio
 
 from data.check import check_test
 from data.test_sets import find_test_sets
+from tests.golden import golden_file
 
 SHARED = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[1].parent / 'shared' / 'data'))
 NEEDED = ('CBSD68', 'Rain12', 'Rain100H', 'SOTS_outdoor_subset')
@@ -30,9 +32,9 @@ def test_root(tmp_path_factory):
 
 def test_the_real_sets_are_found_and_paired(test_root):
     sets, missing = find_test_sets(test_root, ['denoise', 'derain', 'dehaze', 'deblur'], sigmas=(25,))
-    assert [(s.task, s.name, s.sigma, len(s), s.task_id) for s in sets] == [
-        ('denoise', 'bsd68', 25, 68, 1), ('derain', 'Rain100H', None, 100, 3), ('derain', 'Rain12', None, 12, 3),
-        ('dehaze', 'dehaze', None, 2, 4)]
+    assert [(s.task, s.name, s.sigma, len(s)) for s in sets] == [
+        ('denoise', 'bsd68', 25, 68), ('derain', 'Rain100H', None, 100), ('derain', 'Rain12', None, 12),
+        ('dehaze', 'dehaze', None, 2)]
     assert len(missing) == 1 and missing[0].startswith('deblur:')
     for test_set in sets[1:]:
         assert all(p.lq.name == p.gt.name for p in test_set.pairs)
@@ -59,3 +61,18 @@ def test_the_checker_reports_the_real_sets(test_root):
     assert reports[str(test_root / 'derain/Rain100H')].summary == '100 pairs'
     assert reports[str(test_root / 'denoise/bsd68')].summary == '68 clean images'
     assert all(not r.problems for r in reports.values())
+
+
+def test_the_official_denoise_protocol_feeds_the_official_testers_noisy_images(test_root):
+    """`--protocol official` on CBSD68 at sigma 25 gives, image by image, the exact uint8 arrays the official
+    `tester_noise.py` feeds its network (sha256 of each trimmed array, from the official code)."""
+    golden = np.load(golden_file('official_noise_cbsd68_sigma25.npz'))
+    sets, _ = find_test_sets(test_root, ['denoise'], sigmas=(25,), protocol='official')
+    (bsd68,) = sets
+    assert [pair.gt.name for pair in bsd68.pairs] == list(golden['names'])
+    first, _ = bsd68.images(0)
+    assert np.array_equal(first, golden['noisy_25_0'])
+    for index in reversed(range(len(bsd68))):  # any order (a resumed run) draws the same stream
+        noisy, clean = bsd68.images(index)
+        assert noisy.shape == clean.shape and noisy.shape[0] % 4 == 0 == noisy.shape[1] % 4
+        assert hashlib.sha256(noisy.tobytes()).hexdigest() == golden['sha256_25'][index], bsd68.pairs[index].gt

@@ -7,7 +7,14 @@ import torch
 from data import degradations
 from data.image_io import read_rgb, write_rgb
 from data.layouts import DataLayoutError
-from data.test_sets import TEST_TASKS, TestSet, find_test_sets
+from data.test_sets import (
+    TEST_TASKS,
+    OfficialNoise,
+    TestSet,
+    find_test_sets,
+    trim_first_row_and_column,
+    trim_to_multiple,
+)
 from tests.test_data_layouts import make_test_tree, write_pair
 
 
@@ -16,22 +23,22 @@ def test_root(tmp_path):
     return make_test_tree(tmp_path / 'Test')
 
 
-def test_every_task_is_found_with_its_degradation_id(test_root):
+def test_every_task_is_found(test_root):
     sets, missing = find_test_sets(test_root, TEST_TASKS)
     assert missing == []
-    found = [(s.task, s.name, s.sigma, s.task_id, len(s)) for s in sets]
+    found = [(s.task, s.name, s.sigma, len(s)) for s in sets]
     assert found == [
-        ('denoise', 'bsd68', 15, 0, 1), ('denoise', 'bsd68', 25, 1, 1), ('denoise', 'bsd68', 50, 2, 1),
-        ('denoise', 'kodak24', 15, 0, 1), ('denoise', 'kodak24', 25, 1, 1), ('denoise', 'kodak24', 50, 2, 1),
-        ('derain', 'Rain100L', None, 3, 2), ('dehaze', 'dehaze', None, 4, 1), ('deblur', 'deblur', None, 5, 1),
-        ('lowlight', 'lowlight', None, 6, 1)]
+        ('denoise', 'bsd68', 15, 1), ('denoise', 'bsd68', 25, 1), ('denoise', 'bsd68', 50, 1),
+        ('denoise', 'kodak24', 15, 1), ('denoise', 'kodak24', 25, 1), ('denoise', 'kodak24', 50, 1),
+        ('derain', 'Rain100L', None, 2), ('dehaze', 'dehaze', None, 1), ('deblur', 'deblur', None, 1),
+        ('lowlight', 'lowlight', None, 1)]
 
 
 def test_no_tasks_means_every_folder_including_mixed(test_root):
     sets, _ = find_test_sets(test_root, sigmas=(25.0, 10))
     mixed = sets[-1]
-    assert (mixed.task, mixed.name, mixed.task_id) == ('mixed', 'mixed', None)
-    assert [(s.sigma, s.task_id) for s in sets if s.name == 'bsd68'] == [(25.0, 1), (10, None)]
+    assert (mixed.task, mixed.name) == ('mixed', 'mixed')
+    assert [s.sigma for s in sets if s.name == 'bsd68'] == [25.0, 10]
 
 
 def test_items_are_full_size_and_paired_by_name(test_root):
@@ -90,3 +97,42 @@ def test_a_sigma_is_needed_for_denoise_only():
         TestSet('denoise', 'bsd68', [])
     with pytest.raises(ValueError, match='sigma'):
         TestSet('derain', 'Rain100L', [], sigma=15)
+
+
+def test_official_trims():
+    image = np.arange(21 * 30 * 3).reshape(21, 30, 3)
+    assert np.array_equal(trim_to_multiple(image), image[:16, :24])  # bottom rows and right columns go
+    assert trim_to_multiple(image[:16, :24]).shape == (16, 24, 3)
+    with pytest.raises(ValueError, match='--protocol pad'):
+        trim_to_multiple(image[:7])
+    bsd = np.zeros((481, 321, 3))
+    assert trim_first_row_and_column(bsd).shape == (480, 320, 3)
+    assert trim_first_row_and_column(bsd[:480]).shape == (479, 320, 3)  # one side off: both the row and column go
+    assert trim_first_row_and_column(bsd[:480, :320]).shape == (480, 320, 3)
+    assert np.array_equal(trim_first_row_and_column(image), image[1:, 1:])
+
+
+def test_official_noise_is_one_seed_1850_stream_in_image_order(tmp_path):
+    rng = np.random.default_rng(3)
+    cleans = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in ((9, 7, 3), (5, 12, 3), (8, 8, 3))]
+    for index, clean in enumerate(cleans):
+        write_rgb(tmp_path / f'{index}.png', clean)
+    np.random.seed(1850)  # the official tester, literally
+    expected = [np.clip(clean + 25 * np.random.randn(*clean.shape), 0, 255).astype(np.uint8) for clean in cleans]
+    for order in ([0, 1, 2], [2, 0, 1], [1, 1, 0, 2, 2]):
+        stream = OfficialNoise([tmp_path / f'{index}.png' for index in range(3)], 25)
+        for index in order:
+            assert np.array_equal(stream.noisy(index, cleans[index]), expected[index])
+
+
+def test_the_official_protocol_serves_trimmed_streamed_denoise_images(test_root):
+    pad = find_test_sets(test_root, ['denoise'], sigmas=(25,))[0][1]  # kodak24
+    official = find_test_sets(test_root, ['denoise'], sigmas=(25,), protocol='official')[0][1]
+    lq, gt = official.images(0)
+    clean = read_rgb(test_root / 'denoise/kodak24/kodim01.png')  # 18 x 26: 26 is not a multiple of 4
+    assert np.array_equal(gt, clean[1:, 1:])
+    assert np.array_equal(lq, OfficialNoise([official.pairs[0].gt], 25).noisy(0, clean)[1:, 1:])
+    assert np.array_equal(pad.images(0)[1], clean)  # pad: full size
+    (rain,), _ = find_test_sets(test_root, ['derain'], protocol='official')
+    lq, gt = rain.images(0)
+    assert lq.shape == gt.shape == (16, 24, 3)

@@ -17,8 +17,8 @@ from utils.evaluate import RESIDUAL_GAIN, evaluate, restore_images
 from utils.inference import InferenceMemoryError
 from utils.metrics import FID, LPIPS, Unavailable
 
-KEYS = {'task', 'set', 'sigma', 'protocol', 'y_channel', 'n_images', 'psnr', 'ssim', 'lpips', 'fid', 'input_psnr',
-        'input_ssim', 'seconds_per_image', 'not_computed'}
+KEYS = {'task', 'set', 'sigma', 'protocol', 'y_channel', 'n_images', 'psnr', 'ssim', 'lpips', 'lpips_inputs', 'fid',
+        'input_psnr', 'input_ssim', 'seconds_per_image', 'not_computed'}
 
 
 @pytest.fixture
@@ -63,9 +63,9 @@ def test_every_task_is_paired_and_scored(tree, tmp_path):
 @pytest.mark.parametrize('protocol, size', [('pad', (21, 30)), ('official', (16, 24))])
 def test_protocols_feed_and_score_the_right_size(tree, tmp_path, protocol, size):
     root, _ = tree
-    sets, _ = find_test_sets(root, ['mixed'])
+    sets, _ = find_test_sets(root, ['mixed'], protocol=protocol)
     network = Identity()
-    evaluate(network, sets, device='cpu', protocol=protocol, save_dir=tmp_path, progress=False)
+    evaluate(network, sets, device='cpu', save_dir=tmp_path, progress=False)
     assert network.calls == [(1, 3, *size)]
     row = read_csv(tmp_path / 'mixed' / 'mixed' / 'metrics.csv')[0]
     assert (int(row['height']), int(row['width'])) == size and row['protocol'] == protocol
@@ -137,15 +137,16 @@ def test_resume_redoes_images_made_with_other_settings_or_deleted(tree, tmp_path
     root, _ = tree
     sets, _ = find_test_sets(root, ['lowlight'])
     evaluate(Identity(), sets, device='cpu', save_dir=tmp_path, progress=False)
+    sets, _ = find_test_sets(root, ['lowlight'], protocol='official')
     network = Identity()
-    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=True, protocol='official', progress=False)
+    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=True, progress=False)
     assert len(network.calls) == 2
     (tmp_path / 'lowlight' / 'lowlight' / 'restored' / '22.png').unlink()
     network = Identity()
-    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=True, protocol='official', progress=False)
+    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=True, progress=False)
     assert len(network.calls) == 1
     network = Identity()
-    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=False, protocol='official', progress=False)
+    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=False, progress=False)
     assert len(network.calls) == 2  # without resume everything is redone
 
 
@@ -193,7 +194,7 @@ def test_mode_is_restored_and_embeddings_are_collected(tree):
 
 def test_unsafe_image_names_are_refused(tmp_path):
     class Escaping:
-        task, name, sigma = 'mixed', 'x', None
+        task, name, sigma, protocol = 'mixed', 'x', None, 'pad'
 
         def __len__(self):
             return 1

@@ -1,4 +1,4 @@
-"""Whole-image inference helpers: the official trim, tiling (blending is exact where the map is local, equal
+"""Whole-image inference helpers: tiling (blending is exact where the map is local, equal
 to whole-image inference where a tile covers the image, close for small tiles), mixed precision, memory errors."""
 
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from net import MRCNet
-from utils.inference import InferenceMemoryError, restore, tile_starts, trim_to_multiple
+from utils.inference import InferenceMemoryError, restore, tile_starts
 
 TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
 
@@ -84,16 +84,6 @@ def test_small_tiles_stay_close_to_whole_image_inference(tiny_map):
     assert tiled.shape == whole.shape
     assert (tiled - whole).abs().mean() < 0.2 * (whole - x).abs().mean()
     assert (tiled - whole).abs().max() < 0.1
-
-
-def test_official_trim_drops_bottom_rows_and_right_columns():
-    x = torch.arange(21 * 30, dtype=torch.float32).reshape(1, 1, 21, 30)
-    trimmed = trim_to_multiple(x)
-    assert trimmed.shape == (1, 1, 16, 24)
-    assert torch.equal(trimmed, x[..., :16, :24])
-    assert trim_to_multiple(x[..., :16, :24]).shape == (1, 1, 16, 24)
-    with pytest.raises(ValueError, match='--protocol pad'):
-        trim_to_multiple(x[..., :7, :])
 
 
 def test_bfloat16_autocast_stays_close(tiny_map):

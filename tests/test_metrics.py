@@ -72,6 +72,19 @@ def test_to_uint8_rounds_and_clips_like_the_saved_image():
     assert to_uint8(values).shape == (1, 7, 3)
 
 
+def test_to_uint8_is_what_torchvision_save_image_writes(tmp_path):
+    """The official testers save with `torchvision.utils.save_image` and score the file: halves round up there
+    (x 255 + 0.5, truncated), where rounding to even would not."""
+    from torchvision.utils import save_image
+
+    halves = (torch.arange(256, dtype=torch.float32) + 0.5) / 255  # k + 0.5 grey levels, as close as float32 gets
+    image = torch.cat([halves, torch.rand(256 * 7, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1])
+    image = image.reshape(1, 32, 64).expand(3, 32, 64).contiguous()
+    save_image(image, tmp_path / 'saved.png')
+    saved = cv2.cvtColor(cv2.imread(str(tmp_path / 'saved.png')), cv2.COLOR_BGR2RGB)
+    assert np.array_equal(to_uint8(image), saved)
+
+
 def test_metrics_refuse_mismatched_or_float_images():
     with pytest.raises(ValueError, match='differ in size'):
         psnr(constant(0, (8, 8, 3)), constant(0, (8, 9, 3)))
@@ -97,6 +110,16 @@ def test_lpips_and_fid_with_stand_in_networks():
     features = fid.embed(constant(51))
     np.testing.assert_allclose(features, [0.2, 0.2, 0.2], rtol=1e-6)
     assert FID.distance([features, features + 1], [features, features + 1]) == pytest.approx(0, abs=1e-4)
+
+
+def test_lpips_official_mode_feeds_unit_range_images():
+    def network(x, y):
+        return (x - y).abs().mean(dim=(1, 2, 3))
+
+    package, official = LPIPS(network), LPIPS(network, official=True)
+    assert package(constant(255), constant(0)) == pytest.approx(2.0)  # [-1, 1]
+    assert official(constant(255), constant(0)) == pytest.approx(1.0)  # [0, 1], as the official evaluate.py
+    assert package.inputs.startswith('[-1, 1]') and official.inputs.startswith('[0, 1]')
 
 
 def test_loaders_report_a_missing_package(monkeypatch):

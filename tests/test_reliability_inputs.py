@@ -215,7 +215,7 @@ def test_zero_negative_and_unknown_training_values_name_their_flag(argv, flag, c
 
 @pytest.mark.parametrize('flags, message', [
     (['--tile', '0'], 'multiple of 8'), (['--tile', '-8'], 'multiple of 8'),
-    (['--tile', '64', '--tile_overlap', '-1'], '--tile_overlap'), (['--sigma', '-5'], 'positive'),
+    (['--tile', '64', '--tile_overlap', '-1'], '--tile_overlap'), (['--noise_sigma', '-5'], 'positive'),
     (['--input', 'no/such/photo.png', '--output', 'out'], 'does not exist'),
 ])
 def test_zero_negative_and_missing_test_values_are_explained(export, flags, message, capsys):

@@ -67,9 +67,44 @@ def test_a_map_whose_training_stopped_early_says_so_first(tree, tmp_path, capsys
     assert 'warning' not in capsys.readouterr().out
 
 
+def test_a_map_chosen_on_the_tested_folder_says_so(tree, tmp_path, capsys):
+    path = tiny_checkpoint(tmp_path / 'best_map.pth')
+    state = torch.load(path, weights_only=True)
+    for val_dir, chosen, warned in ((tree, True, True), (tree / 'mixed', True, True), (tmp_path / 'val', True, False),
+                                    (tree, False, False)):
+        state['training'] = {'steps': 3, 'planned_steps': 3, 'val_dir': str(val_dir), 'chosen_by_validation': chosen}
+        torch.save(state, path)
+        assert run('--ckpt', path, '--test_dir', tree, '--save_dir', tmp_path / 'out', '--task', 'mixed',
+                   '--overwrite') == 0
+        printed, report = capsys.readouterr().out, (tmp_path / 'out/results.md').read_text()
+        assert ('weights were chosen on the test set' in printed) == warned, (val_dir, chosen)
+        assert ('weights were chosen on the test set' in report) == warned
+
+
+def test_the_official_protocol_saves_the_inputs_it_fed(checkpoint, tree, tmp_path):
+    from data.test_sets import find_test_sets
+
+    out = tmp_path / 'out'
+    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--task', 'denoise', '--noise_sigma', 25,
+               '--protocol', 'official', '--save_inputs') == 0
+    (official,), _ = find_test_sets(tree, ['denoise'], sigmas=(25,), protocol='official')
+    for index, pair in enumerate(official.pairs):
+        noisy, clean = official.images(index)
+        assert np.array_equal(read_rgb(out / 'denoise/bsd68_sigma25/input' / f'{pair.name}.png'), noisy)
+        assert read_rgb(out / 'denoise/bsd68_sigma25/restored' / f'{pair.name}.png').shape == clean.shape
+    assert 'seed-1850 noise stream' in (out / 'results.md').read_text()
+
+
+def test_the_old_sigma_flag_warns_and_sets_the_noise_levels():
+    with pytest.warns(FutureWarning, match='--noise_sigma'):
+        args = test_script.parse_args(['--ckpt', 'x.pth', '--sigma', '15', '50'])
+    assert args.noise_sigma == [15, 50]
+    assert test_script.parse_args(['--ckpt', 'x.pth']).noise_sigma == [15, 25, 50]
+
+
 def test_every_task_with_reports_and_reruns(checkpoint, tree, tmp_path, capsys):
     out = tmp_path / 'results'
-    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--sigma', 25, '--compare') == 0
+    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--noise_sigma', 25, '--compare') == 0
     printed = capsys.readouterr().out
     records = json.loads((out / 'summary.json').read_text())
     assert [(r['task'], r['set'], r['sigma']) for r in records] == [
@@ -82,9 +117,9 @@ def test_every_task_with_reports_and_reruns(checkpoint, tree, tmp_path, capsys):
     assert len(list((out / 'derain' / 'Rain100L' / 'compare').iterdir())) == 2
 
     with pytest.raises(SystemExit, match='--resume'):
-        run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--sigma', 25)
+        run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--noise_sigma', 25)
     before = (out / 'mixed' / 'mixed' / 'metrics.csv').read_text()
-    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--sigma', 25, '--resume') == 0
+    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--noise_sigma', 25, '--resume') == 0
     assert (out / 'mixed' / 'mixed' / 'metrics.csv').read_text() == before  # nothing redone
     assert json.loads((out / 'summary.json').read_text()) == [{**r, 'seconds_per_image': pytest.approx(
         r['seconds_per_image'])} for r in records]
@@ -168,7 +203,7 @@ def test_a_4k_photo_that_does_not_fit_suggests_tiles_and_fits_in_them(checkpoint
 @pytest.mark.parametrize('flags, message', [
     (['--tile', '30'], 'multiple of 8'),
     (['--tile', '64', '--tile_overlap', '40'], '--tile_overlap'),
-    (['--sigma', '0'], 'positive'),
+    (['--noise_sigma', '0'], 'positive'),
     (['--input', 'x.png'], '--output'),
     (['--dump_embeddings', '--resume'], 'without --resume'),
     (['--resume', '--overwrite'], 'not allowed with'),
@@ -181,7 +216,7 @@ def test_bad_flags_are_explained(checkpoint, flags, message, capsys):
 
 def test_dump_embeddings(checkpoint, tree, tmp_path):
     out = tmp_path / 'r'
-    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--sigma', 15, 50,
+    assert run('--ckpt', checkpoint, '--test_dir', tree, '--save_dir', out, '--noise_sigma', 15, 50,
                '--dump_embeddings') == 0
     assert (out / 'embeddings' / 'embeddings_2d.png').is_file()
     assert len((out / 'embeddings' / 'embeddings_2d.csv').read_text().splitlines()) == 1 + 2 * 2 + 2 * 4 + 1
@@ -215,7 +250,7 @@ def test_real_test_sets(tmp_path, capsys):
     (root / 'dehaze').symlink_to(SHARED_DATA / 'SOTS_outdoor_subset')
     out = tmp_path / 'results'
     checkpoint = tiny_checkpoint(tmp_path / 'dim4.pth', dim=4)
-    assert run('--ckpt', checkpoint, '--test_dir', root, '--save_dir', out, '--sigma', 25) == 0
+    assert run('--ckpt', checkpoint, '--test_dir', root, '--save_dir', out, '--noise_sigma', 25) == 0
     records = {(r['task'], r['set']): r for r in json.loads((out / 'summary.json').read_text())}
     assert set(records) == {('denoise', 'CBSD68'), ('derain', 'Rain12'), ('dehaze', 'dehaze')}
     assert all(record['n_images'] == 2 for record in records.values())

@@ -156,8 +156,10 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     assert (record['task'], record['n_images']) == ('derain', 2) and math.isfinite(record['psnr'])
     best = load_checkpoint(tmp_path / 'ckpt/best.pth')
     assert best['best_psnr'] == pytest.approx(record['psnr']) and (best['epoch'], best['iteration']) == (2, 0)
-    assert (tmp_path / 'ckpt/best_map.pth').is_file()
     assert 'val_psnr/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
+    chosen = load_checkpoint(tmp_path / 'ckpt/best_map.pth')['training']  # test.py warns from these fields
+    assert chosen['chosen_by_validation'] and chosen['val_dir'] == str((data / 'Test').resolve())
+    assert not load_checkpoint(tmp_path / 'ckpt/last_map.pth')['training']['chosen_by_validation']
 
 
 @pytest.mark.parametrize('keep, kept', [('1', ['epoch_0003.pth']), ('0', []),

@@ -1,15 +1,16 @@
 """`evaluate()`: a transport map on test sets -> one record of metrics per set. Validation during training and
 `test.py` both call it.
 
-Every image goes through `utils.inference.restore` at its full size (`protocol='pad'`, the network pads and
-crops back) or trimmed to a multiple of 8 (`protocol='official'`, the official tester's rule); its output
-is quantised to 8 bits exactly as it is saved, and scored with `utils.metrics` against the 8-bit target.
-The degraded input is scored the same way (`input_psnr`, `input_ssim`), so each record shows what the
-map gained.
+Every image goes through `utils.inference.restore` as its test set's protocol serves it (`data.test_sets`:
+`pad` at full size, the network padding and cropping back; `official` trimmed and, for denoising, noised as
+the official tester does); its output is quantised to 8 bits exactly as it is saved (`utils.metrics.to_uint8`,
+torchvision's `save_image` rule), and scored with `utils.metrics` against the 8-bit target. The degraded
+input is scored the same way (`input_psnr`, `input_ssim`), so each record shows what the map gained.
 
 With `save_dir`, each set gets a folder `<save_dir>/<task>/<set>[_sigma<s>]/` holding `restored/` (the
 outputs, PNG), `residual/` (|x - T(x)| times `RESIDUAL_GAIN`), `compare/` with `compare=True` (degraded |
-restored | residual | target) and `metrics.csv` (one row per image). Images are written atomically and a
+restored | residual | target), `input/` with `save_inputs=True` (each degraded input exactly as it was fed
+to the network) and `metrics.csv` (one row per image). Images are written atomically and a
 CSV row only after its images, so an interrupted run leaves valid outputs; `resume=True` keeps the rows
 whose images exist and restores only the rest.
 """
@@ -28,8 +29,7 @@ from torch import nn
 from tqdm import tqdm
 
 from data.image_io import ImageReadError, read_rgb, write_rgb
-from data.test_sets import PROTOCOLS
-from utils.inference import InferenceMemoryError, restore, trim_to_multiple
+from utils.inference import InferenceMemoryError, restore
 from utils.metrics import FID, LPIPS, Unavailable, psnr, ssim, to_uint8
 
 RESIDUAL_GAIN = 4  # |x - T(x)| is small; scaled by 4 it is visible without clipping most of it
@@ -43,26 +43,26 @@ def set_folder(task: str, name: str, sigma: int | None) -> PurePosixPath:
     return PurePosixPath(task) / (name if sigma is None else f'{name}_sigma{sigma}')
 
 
-def evaluate(transport_map: nn.Module, test_sets: Sequence, *, device: torch.device | str, protocol: str = 'pad',
-             tile: int | None = None, tile_overlap: int = 32, y_channel: bool = False, amp: bool = False,
-             save_dir: str | Path | None = None, compare: bool = False, resume: bool = False,
-             progress: bool = True, lpips: LPIPS | Unavailable | None = None, fid: FID | Unavailable | None = None,
-             embeddings: list[dict] | None = None) -> list[dict]:
-    """Scores `transport_map` (already on `device`) on each test set; returns one record per set.
+def evaluate(transport_map: nn.Module, test_sets: Sequence, *, device: torch.device | str, tile: int | None = None,
+             tile_overlap: int = 32, y_channel: bool = False, amp: bool = False,
+             save_dir: str | Path | None = None, compare: bool = False, save_inputs: bool = False,
+             resume: bool = False, progress: bool = True, lpips: LPIPS | Unavailable | None = None,
+             fid: FID | Unavailable | None = None, embeddings: list[dict] | None = None) -> list[dict]:
+    """Scores `transport_map` (already on `device`) on each test set (`data.test_sets.TestSet`, whose protocol
+    says what is fed); returns one record per set.
 
     A record: `task`, `set`, `sigma` (None unless noise is synthesised), `protocol`, `y_channel`, `n_images`,
     the means over images of `psnr`, `ssim`, `lpips`, `input_psnr`, `input_ssim`, the set's `fid`,
-    `seconds_per_image`, and `not_computed`: {metric: why} for LPIPS/FID when they were not computed.
+    `seconds_per_image`, `lpips_inputs` (the range LPIPS was fed, `utils.metrics.LPIPS_INPUTS`, None without
+    LPIPS), and `not_computed`: {metric: why} for LPIPS/FID when they were not computed.
     `lpips`/`fid` are metrics from `utils.metrics.load_lpips`/`load_fid` (an `Unavailable` is reported,
     None means not requested). `embeddings`, when given a list, receives one
     `{'task', 'set', 'sigma', 'name', 'embedding'}` per image (the pooled residual embedding).
 
     Raises:
         InferenceMemoryError: naming the image, when it does not fit in memory (use `tile`).
-        ValueError: for an unknown protocol, or `resume` together with `embeddings`.
+        ValueError: for `resume` together with `embeddings`.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f'unknown protocol {protocol!r}; use one of {", ".join(PROTOCOLS)}')
     if resume and embeddings is not None:
         raise ValueError('embeddings need every image restored again: run without --resume (or with --overwrite)')
     device = torch.device(device)
@@ -70,21 +70,22 @@ def evaluate(transport_map: nn.Module, test_sets: Sequence, *, device: torch.dev
     transport_map.eval()
     try:
         with torch.inference_mode():
-            return [_evaluate_set(transport_map, test_set, device=device, protocol=protocol, tile=tile,
-                                  tile_overlap=tile_overlap, y_channel=y_channel, amp=amp,
-                                  save_dir=None if save_dir is None else Path(save_dir), compare=compare,
-                                  resume=resume, progress=progress, lpips=lpips, fid=fid, embeddings=embeddings)
+            return [_evaluate_set(transport_map, test_set, device=device, tile=tile, tile_overlap=tile_overlap,
+                                  y_channel=y_channel, amp=amp, save_dir=None if save_dir is None else Path(save_dir),
+                                  compare=compare, save_inputs=save_inputs, resume=resume, progress=progress,
+                                  lpips=lpips, fid=fid, embeddings=embeddings)
                     for test_set in test_sets]
     finally:
         transport_map.train(was_training)
 
 
-def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, protocol: str, tile: int | None,
+def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, tile: int | None,
                   tile_overlap: int, y_channel: bool, amp: bool, save_dir: Path | None, compare: bool,
-                  resume: bool, progress: bool, lpips: LPIPS | Unavailable | None, fid: FID | Unavailable | None,
-                  embeddings: list[dict] | None) -> dict:
+                  save_inputs: bool, resume: bool, progress: bool, lpips: LPIPS | Unavailable | None,
+                  fid: FID | Unavailable | None, embeddings: list[dict] | None) -> dict:
     label = set_folder(test_set.task, test_set.name, test_set.sigma)
     folder = None if save_dir is None else save_dir / label
+    protocol = test_set.protocol
     settings = {'protocol': protocol, 'y_channel': y_channel}
     log = _CsvLog(folder / 'metrics.csv', settings if resume else None) if folder is not None else None
     rows, restored_features, target_features = [], [], []
@@ -92,8 +93,6 @@ def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, p
         item = test_set[index]
         name = _safe_name(item['name'], label)
         lq, gt = item['lq'][None], item['gt']
-        if protocol == 'official':
-            lq, gt = trim_to_multiple(lq), trim_to_multiple(gt)
         target = to_uint8(gt)
         row = log.done.get(name) if log is not None else None
         if row is not None:
@@ -123,7 +122,7 @@ def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, p
                 embeddings.append({'task': test_set.task, 'set': test_set.name, 'sigma': test_set.sigma,
                                    'name': name, 'embedding': pooled[0].cpu().numpy()})
             if folder is not None:
-                save_outputs(folder, name, degraded, restored, target if compare else None)
+                save_outputs(folder, name, degraded, restored, target if compare else None, save_inputs)
                 log.append(row)
         rows.append(row)
         if isinstance(fid, FID):
@@ -156,7 +155,8 @@ def _record(test_set, protocol: str, y_channel: bool, rows: list[dict], lpips: L
     return {'task': test_set.task, 'set': test_set.name, 'sigma': test_set.sigma, 'protocol': protocol,
             'y_channel': y_channel, 'n_images': len(rows), 'psnr': mean('psnr'), 'ssim': mean('ssim'),
             'lpips': mean('lpips'), 'fid': fid_value, 'input_psnr': mean('input_psnr'),
-            'input_ssim': mean('input_ssim'), 'seconds_per_image': mean('seconds'), 'not_computed': not_computed}
+            'input_ssim': mean('input_ssim'), 'seconds_per_image': mean('seconds'),
+            'lpips_inputs': lpips.inputs if isinstance(lpips, LPIPS) else None, 'not_computed': not_computed}
 
 
 def _safe_name(name: str, label: PurePosixPath) -> str:
@@ -188,9 +188,11 @@ def write_image_atomically(path: Path, image: np.ndarray) -> None:
 
 
 def save_outputs(folder: Path, name: str, degraded: np.ndarray, restored: np.ndarray,
-                 target: np.ndarray | None = None) -> None:
-    """Restored image and residual map below `folder`, and the comparison strip when `target` is given.
-    The restored image is written last: its presence marks the image as done."""
+                 target: np.ndarray | None = None, save_input: bool = False) -> None:
+    """Restored image and residual map below `folder`, the comparison strip when `target` is given and the
+    degraded input with `save_input`. The restored image is written last: its presence marks the image as done."""
+    if save_input:
+        write_image_atomically(folder / 'input' / f'{name}.png', degraded)
     residual = residual_map(degraded, restored)
     write_image_atomically(folder / 'residual' / f'{name}.png', residual)
     if target is not None:

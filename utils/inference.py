@@ -1,13 +1,10 @@
-"""Running a transport map on whole images: the size protocols, tiling, mixed precision, memory errors.
+"""Running a transport map on whole images: tiling, mixed precision, memory errors.
 
-The networks pad to their size multiple and crop back themselves, so by default an image goes through
-whole and comes back at its full size. Two alternatives:
-
-- `trim_to_multiple` is the official tester's size rule (`--protocol official`): drop the bottom rows and
-  right columns beyond a multiple of 8 before inference, so numbers compare with the paper's tables.
-- `--tile N` restores an image in overlapping N x N tiles (`tile_overlap` pixels shared by neighbours),
-  blended with a separable window that ramps linearly across each shared band, so the memory needed
-  depends on N, not on the image. A tile that covers the image is plain whole-image inference.
+The networks pad to their size multiple and crop back themselves, so an image goes through whole and comes
+back at its full size (the official testers' trimming is a test-set protocol: `data.test_sets`). `--tile N`
+restores an image in overlapping N x N tiles instead (`tile_overlap` pixels shared by neighbours), blended
+with a separable window that ramps linearly across each shared band, so the memory needed depends on N, not
+on the image. A tile that covers the image is plain whole-image inference.
 """
 
 from __future__ import annotations
@@ -20,15 +17,6 @@ from torch import nn
 
 class InferenceMemoryError(RuntimeError):
     """An image too large for the memory of the device, with the flags that make it fit."""
-
-
-def trim_to_multiple(image: torch.Tensor, multiple: int = 8) -> torch.Tensor:
-    """Drops the bottom rows and right columns of a ... x H x W tensor beyond a multiple of `multiple`."""
-    h, w = image.shape[-2:]
-    if h < multiple or w < multiple:
-        raise ValueError(f'a {h}x{w} image is smaller than {multiple} pixels on a side; --protocol official '
-                         'cannot trim it (use --protocol pad)')
-    return image[..., : h - h % multiple, : w - w % multiple]
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:

@@ -31,8 +31,10 @@ _Y_OFFSET = 16.0
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """A 3 x H x W float tensor in [0, 1] -> the H x W x 3 uint8 array that is saved (clipped, rounded)."""
-    array = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    """A 3 x H x W float tensor in [0, 1] -> the H x W x 3 uint8 array that is saved and scored, quantised as the
+    official testers' `torchvision.utils.save_image`: x 255, + 0.5, clamped to [0, 255], truncated (halves round
+    up, where `torch.round` would round them to even)."""
+    array = image.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
     return array.permute(1, 2, 0).cpu().numpy()
 
 
@@ -100,18 +102,33 @@ class Unavailable:
     reason: str
 
 
+LPIPS_INPUTS = {False: '[-1, 1] (the lpips package\'s convention)',
+                True: '[0, 1] without normalize=True (the official evaluate.py)'}
+
+
 @dataclass(frozen=True)
 class LPIPS:
-    """LPIPS distance; `network` maps two B x 3 x H x W tensors in [-1, 1] to B distances."""
+    """LPIPS distance; `network` maps two B x 3 x H x W tensors to B distances. The package expects inputs in
+    [-1, 1]; `official` feeds [0, 1] instead, as the official `evaluate.py` does (its numbers differ)."""
 
     network: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     device: torch.device = torch.device('cpu')
+    official: bool = False
+
+    @property
+    def inputs(self) -> str:
+        """The input range this LPIPS feeds the network, for reports."""
+        return LPIPS_INPUTS[self.official]
 
     def __call__(self, restored: np.ndarray, target: np.ndarray) -> float:
         """LPIPS of two H x W x 3 uint8 RGB images (lower is better)."""
         _check_pair(restored, target)
         with torch.no_grad():
-            return float(self.network(_to_signed(restored, self.device), _to_signed(target, self.device)).mean())
+            return float(self.network(self._tensor(restored), self._tensor(target)).mean())
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        unit = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        return unit if self.official else unit * 2 - 1
 
 
 @dataclass(frozen=True)
@@ -132,16 +149,13 @@ class FID:
         return frechet_distance(np.stack(restored_features), np.stack(target_features))
 
 
-def _to_signed(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1).to(device)
-
-
 def _hub_file(filename: str) -> Path:
     return Path(torch.hub.get_dir()) / 'checkpoints' / filename
 
 
-def load_lpips(device: torch.device) -> LPIPS | Unavailable:
-    """LPIPS (AlexNet) from the `lpips` package, if it and the AlexNet weights are on this machine."""
+def load_lpips(device: torch.device, official: bool = False) -> LPIPS | Unavailable:
+    """LPIPS (AlexNet) from the `lpips` package, if it and the AlexNet weights are on this machine; `official`:
+    fed [0, 1] images as the official evaluation does."""
     try:
         import lpips as lpips_package
     except ImportError:
@@ -154,7 +168,7 @@ def load_lpips(device: torch.device) -> LPIPS | Unavailable:
         return Unavailable(f'the AlexNet weights LPIPS needs are not at {backbone}; download them once with '
                            'network access (torchvision.models.alexnet(weights="IMAGENET1K_V1"))')
     network = lpips_package.LPIPS(net='alex', verbose=False).to(device).eval()
-    return LPIPS(network, device)
+    return LPIPS(network, device, official)
 
 
 def load_fid(device: torch.device) -> FID | Unavailable:

@@ -80,19 +80,28 @@ def measured_average(records: Sequence[dict], setting: str) -> tuple[float, floa
     return (sum(r['psnr'] for r in chosen) / len(chosen), sum(r['ssim'] for r in chosen) / len(chosen))
 
 
+PROTOCOL_TEXT = {
+    'pad': 'full size (the network pads and crops back), denoising noise seeded per image (seed 1850)',
+    'official': 'as the official testers: denoising with one seed-1850 noise stream over the sorted images and '
+                'the first row and column dropped where a side is not a multiple of 4, the other sets trimmed '
+                'bottom/right to a multiple of 8'}
+
+
 def describe_metrics(records: Sequence[dict]) -> str:
-    """How the numbers were made (protocol and channel), from the records themselves."""
+    """How the numbers were made (protocol, channel, LPIPS inputs), from the records themselves."""
     protocols = sorted({record['protocol'] for record in records})
     channel = 'Y (BT.601, BasicSR convention)' if any(record['y_channel'] for record in records) else 'RGB'
-    sizes = {'pad': 'full size (the network pads and crops back)',
-             'official': 'trimmed bottom/right to a multiple of 8 (the official tester)'}
-    return (f'Protocol {", ".join(protocols)}: {"; ".join(sizes[p] for p in protocols)}. {channel} PSNR/SSIM '
-            'from scikit-image on the saved 8-bit outputs (data_range=255).')
+    lpips = sorted({record['lpips_inputs'] for record in records if record.get('lpips_inputs')})
+    return (f'Protocol {", ".join(protocols)}: {"; ".join(PROTOCOL_TEXT[p] for p in protocols)}. {channel} '
+            'PSNR/SSIM from scikit-image on the saved 8-bit outputs (data_range=255, quantised as '
+            'torchvision\'s save_image).' + (f' LPIPS inputs: {"; ".join(lpips)}.' if lpips else ''))
 
 
-def markdown_report(records: Sequence[dict], checkpoint: str) -> str:
-    """The results as a markdown document: measured beside the paper's DA-RCOT numbers."""
-    lines = ['# DA-RCOT evaluation', '', f'Checkpoint: {checkpoint}', '', describe_metrics(records), '',
+def markdown_report(records: Sequence[dict], checkpoint: str, warnings: Sequence[str] = ()) -> str:
+    """The results as a markdown document: measured beside the paper's DA-RCOT numbers; `warnings` (about the
+    checkpoint) come first."""
+    lines = ['# DA-RCOT evaluation', '', *[f'**{warning}**\n' for warning in warnings],
+             f'Checkpoint: {checkpoint}', '', describe_metrics(records), '',
              '| task | set | σ | images | input PSNR / SSIM | PSNR / SSIM | LPIPS | FID '
              '| paper, 3 tasks | paper, 5 tasks |',
              '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
@@ -139,13 +148,15 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def write_reports(records: Sequence[dict], save_dir: str | Path, checkpoint: str) -> tuple[Path, Path]:
-    """`summary.json` (the records; infinities, from identical images, as null) and `results.md`."""
+def write_reports(records: Sequence[dict], save_dir: str | Path, checkpoint: str,
+                  warnings: Sequence[str] = ()) -> tuple[Path, Path]:
+    """`summary.json` (the records; infinities, from identical images, as null) and `results.md` (with
+    `warnings` about the checkpoint at its top)."""
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     clean = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
               for key, value in record.items()} for record in records]
     summary, markdown = save_dir / 'summary.json', save_dir / 'results.md'
     _write_atomically(summary, json.dumps(clean, indent=2) + '\n')
-    _write_atomically(markdown, markdown_report(records, checkpoint))
+    _write_atomically(markdown, markdown_report(records, checkpoint, warnings))
     return summary, markdown

@@ -117,7 +117,9 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
                  **{f'{name}_scheduler': s.state_dict() for name, s in schedulers.items()},
                  'epoch': epoch, 'iteration': iteration, 'step': step, 'best_psnr': best_psnr, 'rng': rng,
                  'world_size': runtime.world_size, 'config': config.to_dict(),
-                 'training': {'steps': step, 'planned_steps': total, 'stopped_by': stop, 'precision': chosen.to_dict()}}
+                 'training': {'steps': step, 'planned_steps': total, 'stopped_by': stop, 'precision': chosen.to_dict(),
+                              'val_dir': str(Path(config.val_dir).resolve()) if config.val_dir else None,
+                              'chosen_by_validation': 'best.pth' in names}}
         if ot:
             state['critic_patch_size'], state['critic_width'] = config.patch_size, config.critic_width
         if ema is not None:
