@@ -92,6 +92,7 @@ class TrainConfig:
     skip_unreadable: bool = False
     # Validation.
     val_dir: str | None = None
+    val_split: int = 0  # clean images per task held out of training and validated on (0: none)
     val_tasks: tuple[str, ...] = ()
     val_every: int = 0  # iterations between validations; 0: at the end of every epoch
     val_tile: int | None = None
@@ -239,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument('--val_dir', default=None,
                      help='a root of held-out pairs in the test layout to validate on (not the test set: best.pth '
                           'chosen on it inflates the test numbers)')
+    val.add_argument('--val_split', type=_non_negative_int, default=default.val_split, metavar='N',
+                     help='hold N clean images per task (and all their pairs) out of training, chosen by --seed, and '
+                          'validate on one pair of each (instead of --val_dir)')
     val.add_argument('--val_tasks', nargs='+', default=[],
                      help='test tasks to validate on (default: the tasks of --de_type)')
     val.add_argument('--val_every', type=_non_negative_int, default=default.val_every,
@@ -318,6 +322,8 @@ def _resolve(args: dict) -> TrainConfig:
     if config.objective == 'l1' and config.pairnum == 0:
         raise ValueError("--objective l1 trains on paired iterations only, but --pairnum 0 makes every iteration "
                          'unpaired: give --pairnum > 0 or use --objective ot')
+    if config.val_split and config.val_dir:
+        raise ValueError(f'--val_split {config.val_split} and --val_dir {config.val_dir}: validate on one of them')
     if config.resume not in ('none', 'auto') and not Path(config.resume).is_file():
         raise ValueError(f"--resume {config.resume}: no such file; give a checkpoint path, 'auto' or 'none'")
     return config

@@ -15,6 +15,7 @@ them.
 import bisect
 import logging
 import multiprocessing
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -53,6 +54,27 @@ def dihedral(image: np.ndarray, mode: int) -> np.ndarray:
     return np.fliplr(image) if mode >= 4 else image
 
 
+def hold_out(pairs: tuple[Pair, ...], count: int, seed: int, task: str) -> tuple[tuple[Pair, ...], tuple[Pair, ...]]:
+    """(training pairs, validation pairs): `count` distinct clean images of `task`, chosen by `seed`, leave training
+    with every pair they are in (a hazy scene's other versions would leak it); validation keeps the first pair of
+    each, in the list's order.
+
+    Raises:
+        DataLayoutError: when the task has no more than `count` clean images.
+    """
+    cleans = list(dict.fromkeys(pair.gt for pair in pairs))
+    if count >= len(cleans):
+        raise DataLayoutError(f'--val_split {count}: task {task} has {len(cleans)} clean training images, so holding '
+                              f'{count} out would leave {max(len(cleans) - count, 0)} to train on; lower --val_split')
+    chosen = {cleans[i] for i in np.random.default_rng((seed, zlib.crc32(task.encode()))).choice(
+        len(cleans), count, replace=False)}
+    first: dict[Path, Pair] = {}
+    for pair in pairs:
+        if pair.gt in chosen:
+            first.setdefault(pair.gt, pair)
+    return tuple(pair for pair in pairs if pair.gt not in chosen), tuple(first.values())
+
+
 @dataclass(frozen=True)
 class _Source:
     """One token's pairs, repeated `replication` times per epoch."""
@@ -74,7 +96,7 @@ class _PatchSet(Dataset):
 
     def __init__(self, roots: Mapping[str, str | Path], de_types: Iterable[str], patch_size: int,
                  replication: Mapping[str, int] | None = None, seed: int = 0, cache: bool = False,
-                 skip_unreadable: bool = False) -> None:
+                 skip_unreadable: bool = False, val_split: int = 0) -> None:
         if patch_size < 1:
             raise ValueError(f'patch_size must be >= 1, got {patch_size}')
         self.tokens = parse_de_type(list(de_types))
@@ -83,10 +105,13 @@ class _PatchSet(Dataset):
             raise ValueError(f'replication: unknown token(s) {unknown}; valid tokens are: {" ".join(DE_TYPES)}')
         counts = {**DEFAULT_REPLICATION, **(replication or {})}
         pairs: dict[str, tuple[Pair, ...]] = {}
+        self.held_out: dict[str, tuple[Pair, ...]] = {}  # task -> its validation pairs (`val_split`)
         for task in dict.fromkeys(train_task(t) for t in self.tokens):
             if task not in roots:
                 raise DataLayoutError(f'no training root for task {task!r} (needed by --de_type); give its folder')
             pairs[task] = train_pairs(task, roots[task])
+            if val_split:
+                pairs[task], self.held_out[task] = hold_out(pairs[task], val_split, seed, task)
         self.sources = [_Source(t, pairs[train_task(t)], counts[t]) for t in self.tokens]
         self._ends = np.cumsum([s.size for s in self.sources]).tolist()
         self.patch_size = patch_size
@@ -197,6 +222,7 @@ class TrainDataset(_PatchSet):
         cache: decode every image once, up front, and keep it in memory (for small sets).
         skip_unreadable: replace samples whose file cannot be decoded (counted in `skipped_unreadable`)
             instead of raising.
+        val_split: clean images per task held out of the set (`hold_out`); their pairs are in `held_out`.
     """
 
     def __getitem__(self, index: int) -> dict:
@@ -256,6 +282,10 @@ class WithCleanPatches(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.pairs.set_epoch(epoch)
         self.clean.set_epoch(epoch)
+
+    @property
+    def held_out(self) -> dict[str, tuple[Pair, ...]]:
+        return self.pairs.held_out
 
     @property
     def skipped_unreadable(self) -> int:

@@ -1,15 +1,17 @@
 """`data.train_set`: replication, aligned crops, noise on the fly, determinism (also across DataLoader workers),
 the clean-patch source and every bad input."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
 from data.image_io import ImageReadError, write_rgb
-from data.layouts import DataLayoutError, default_train_roots
+from data.layouts import DataLayoutError, Pair, default_train_roots
 from data.tasks import DE_TYPES, THREE_TASK
-from data.train_set import CleanPatchSource, TrainDataset, dihedral, random_crop
+from data.train_set import CleanPatchSource, TrainDataset, dihedral, hold_out, random_crop
 from tests.test_data_layouts import make_train_tree, write_pair
 
 ALL = ['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze', 'deblur', 'lowlight', 'single']
@@ -180,3 +182,31 @@ def test_default_train_roots_accepts_low_light(tmp_path):
     (tmp_path / 'low_light').mkdir()
     assert default_train_roots(tmp_path)['lowlight'] == tmp_path / 'low_light'
     assert set(roots) == {'denoise', 'derain', 'dehaze', 'deblur', 'lowlight', 'single'}
+
+
+def test_hold_out_takes_whole_clean_images_chosen_by_seed():
+    # Two hazy versions of each of five scenes, as in OTS.
+    pairs = tuple(Pair(Path(f'hazy/{scene}_{beta}.png'), Path(f'clear/{scene}.png'), f'{scene}_{beta}')
+                  for scene in range(5) for beta in (1, 2))
+    train, validation = hold_out(pairs, 2, seed=0, task='dehaze')
+    held = {pair.gt for pair in validation}
+    assert len(validation) == 2 == len(held) and len(train) == 6
+    assert not held & {pair.gt for pair in train}  # no scene in both
+    assert all(pair.name.endswith('_1') for pair in validation)  # the first pair of each held-out scene
+    assert hold_out(pairs, 2, seed=0, task='dehaze') == (train, validation)
+    others = {tuple(pair.gt for pair in hold_out(pairs, 2, seed=seed, task='dehaze')[1]) for seed in range(8)}
+    assert len(others) > 1  # another seed holds out other scenes
+    with pytest.raises(DataLayoutError, match='--val_split 5: task dehaze has 5 clean'):
+        hold_out(pairs, 5, seed=0, task='dehaze')
+
+
+def test_val_split_leaves_the_held_out_images_out_of_every_epoch(roots):
+    full = TrainDataset(roots, ['denoise_15', 'derain'], 8, replication={'denoise_15': 1, 'derain': 1})
+    split = TrainDataset(roots, ['denoise_15', 'derain'], 8, replication={'denoise_15': 1, 'derain': 1}, val_split=1)
+    assert sorted(split.held_out) == ['denoise', 'derain'] and all(len(p) == 1 for p in split.held_out.values())
+    assert len(split) == len(full) - 2
+    names = {split[i]['name'] for i in range(len(split))}
+    assert not names & {pair.name for pairs in split.held_out.values() for pair in pairs}
+    clean = CleanPatchSource(roots, ['denoise_15', 'derain'], 8, replication={'denoise_15': 1, 'derain': 1},
+                             val_split=1)
+    assert clean.held_out == split.held_out  # the unpaired critic never sees them either

@@ -76,6 +76,8 @@ def test_the_config_is_plain_data():
     (['--objective', 'l1', '--pairnum', '0'], '--pairnum'),
     (['--replication', 'derain=0'], 'replication'),
     (['--max_minutes', '0'], '--max_minutes'),
+    (['--val_split', '2', '--val_dir', 'data/Test'], '--val_split'),
+    (['--val_split', '-1'], '--val_split'),
 ])
 def test_an_invalid_value_fails_fast_naming_its_flag(argv, flag, capsys):
     with pytest.raises(SystemExit):

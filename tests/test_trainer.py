@@ -162,6 +162,18 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     assert not load_checkpoint(tmp_path / 'ckpt/last_map.pth')['training']['chosen_by_validation']
 
 
+def test_val_split_validates_on_held_out_training_images(data, tmp_path):
+    trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--val_split', '1'))
+    validations = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()
+                   if 'validation' in line]
+    (validation,) = validations
+    assert validation['step'] == 2  # 3 samples left: 2 iterations
+    assert [(r['task'], r['set'], r['sigma'], r['n_images']) for r in validation['validation']] == [
+        ('denoise', 'held-out', 15, 1), ('derain', 'held-out', None, 1)]
+    training = load_checkpoint(tmp_path / 'ckpt/best_map.pth')['training']
+    assert training['chosen_by_validation'] and training['val_split'] == 1 and training['val_dir'] is None
+
+
 @pytest.mark.parametrize('keep, kept', [('1', ['epoch_0003.pth']), ('0', []),
                                         ('all', ['epoch_0001.pth', 'epoch_0002.pth', 'epoch_0003.pth'])])
 def test_keep_epochs_keeps_only_the_newest_epoch_files(data, tmp_path, keep, kept):

@@ -19,7 +19,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from data.tasks import NOISE_SIGMAS, train_task
-from data.test_sets import find_test_sets
+from data.test_sets import TestSet, find_test_sets
 from data.train_set import CleanPatchSource, TrainDataset, WithCleanPatches
 from net import MODELS, Critic, set_activation_checkpointing
 from net.critic import OFFICIAL_WIDTH
@@ -86,7 +86,7 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
 
     dataset, sampler, loader, per_epoch, paired_iterations = training_data(config, runtime)
     total = min(config.nEpochs * per_epoch, config.max_iters or math.inf)
-    test_sets = validation_sets(config)
+    test_sets = validation_sets(config, dataset.held_out)
 
     monitor = Monitor(config.log_dir, enabled=runtime.is_main, start_step=step, total_steps=total,
                       log_every=config.log_every, image_every=config.image_every)
@@ -119,6 +119,7 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
                  'world_size': runtime.world_size, 'config': config.to_dict(),
                  'training': {'steps': step, 'planned_steps': total, 'stopped_by': stop, 'precision': chosen.to_dict(),
                               'val_dir': str(Path(config.val_dir).resolve()) if config.val_dir else None,
+                              'val_split': config.val_split,
                               'chosen_by_validation': 'best.pth' in names}}
         if ot:
             state['critic_patch_size'], state['critic_width'] = config.patch_size, config.critic_width
@@ -223,7 +224,7 @@ def training_data(config: TrainConfig, runtime: distributed.Runtime
     """The training set, its sampler and loader, the iterations per epoch and how many of them are paired."""
     data_args = dict(roots=config.train_roots, de_types=config.de_type, patch_size=config.patch_size,
                      replication=config.replication or None, seed=config.seed, cache=config.cache,
-                     skip_unreadable=config.skip_unreadable)
+                     skip_unreadable=config.skip_unreadable, val_split=config.val_split)
     dataset = TrainDataset(**data_args)
     per_epoch = math.ceil(math.ceil(len(dataset) / runtime.world_size) / config.batchSize)  # batches per process
     paired_iterations = config.pairnum // (config.batchSize * runtime.world_size)
@@ -295,12 +296,20 @@ def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, conf
     return state['epoch'], state['iteration'], state['step'], state.get('best_psnr', -math.inf)
 
 
-def validation_sets(config: TrainConfig) -> list:
-    """The full-size test sets to validate on: `--val_tasks`, or the tasks of `--de_type`."""
-    if config.val_dir is None:
-        return []
+def validation_sets(config: TrainConfig, held_out: dict[str, tuple]) -> list:
+    """The full-size sets to validate on: the training pairs `held_out` by `--val_split`, or the test sets of
+    `--val_dir`; for `--val_tasks`, or the tasks of `--de_type`."""
     tasks = config.val_tasks or tuple(dict.fromkeys(train_task(token) for token in config.de_type))
     sigmas = tuple(NOISE_SIGMAS[token] for token in config.de_type if token in NOISE_SIGMAS) or (15, 25, 50)
+    if config.val_split:
+        unknown = sorted(set(tasks) - set(held_out))
+        if unknown:
+            raise SystemExit(f'--val_tasks {" ".join(unknown)}: not trained here, so --val_split holds none of their '
+                             'images out; validate on the trained tasks')
+        return [TestSet(task, 'held-out', held_out[task], sigma) for task in tasks
+                for sigma in (sigmas if task == 'denoise' else (None,))]
+    if config.val_dir is None:
+        return []
     test_sets, missing = find_test_sets(config.val_dir, tasks, sigmas)
     if missing:
         raise SystemExit('--val_dir ' + config.val_dir + ': ' + '; '.join(missing)
