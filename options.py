@@ -66,7 +66,7 @@ class TrainConfig:
     de_type: tuple[str, ...] = THREE_TASK
     patch_size: int = 128
     type: str = 'all'  # run tag: names the default log and checkpoint folders
-    gpus: str = '0'
+    device: str = 'auto'  # --device, or the official --gpus (utils.distributed.pick_device)
     backbone: str = 'MRCNet'
     resume: str = 'none'
     threads: int = 4
@@ -190,11 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument('--patch_size', type=_positive_int, default=default.patch_size,
                        help='training patch size, a multiple of 32 (the critic needs it)')
     paper.add_argument('--type', default=default.type, help='run tag: names the default log and checkpoint folders')
-    paper.add_argument('--gpus', default=default.gpus,
-                       help="GPU id for a single process ('cpu' for the CPU); under torchrun, one id per local rank")
+    add_device_flag(paper, official_alias=True)
     paper.add_argument('--backbone', choices=BACKBONES, default=default.backbone)
-    paper.add_argument('--resume', default=default.resume,
-                       help="'none', a checkpoint path, or 'auto' (the newest checkpoint in --ckpt_dir, if any)")
+    paper.add_argument('--resume', nargs='?', const='auto', default=default.resume, metavar='{auto,none,PATH}',
+                       help='continue an interrupted run: alone or auto, from the newest checkpoint in --ckpt_dir (if '
+                            'any); or from a checkpoint PATH; none starts afresh')
     paper.add_argument('--threads', type=_non_negative_int, default=default.threads, help='data loader workers')
     paper.add_argument('--seed', type=int, default=default.seed)
 
@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='test tasks to validate on (default: the tasks of --de_type)')
     val.add_argument('--val_every', type=_non_negative_int, default=default.val_every,
                      help='iterations between validations (0: at the end of every epoch)')
-    val.add_argument('--val_tile', type=_positive_int, default=None, help='validate in tiles of this size')
+    val.add_argument('--val_tile', type=int, default=None,
+                     help=f'validate in tiles of this size (a multiple of 8; {TILE_OVERLAP} pixels shared)')
 
     out = parser.add_argument_group('output and bounds')
     out.add_argument('--log_dir', default='', help='TensorBoard and text logs (default: runs/<type>_<backbone>)')
@@ -274,6 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument('--ddp_timeout', type=_positive_float, default=default.ddp_timeout,
                       help='minutes a process waits for the others under torchrun before failing')
     return parser
+
+
+TILE_OVERLAP = 32  # pixels shared by neighbouring tiles, by default (test.py --tile_overlap; validation)
+
+
+def tile_problem(tile: int | None, overlap: int, flag: str = '--tile') -> str | None:
+    """What is wrong with restoring in `tile` x `tile` tiles that share `overlap` pixels, or None: the one rule of
+    tiles (test.py --tile/--tile_overlap, trainer.py --val_tile, utils.inference.restore)."""
+    if tile is None:
+        return None
+    if tile <= 0 or tile % 8:
+        return f'{flag} {tile}: use a positive multiple of 8 (the networks work on multiples of 8), e.g. 512'
+    if not 0 <= overlap <= tile // 2:
+        return f'--tile_overlap {overlap}: use 0 up to half of {flag} ({tile // 2}), e.g. 32'
+    return None
+
+
+def add_device_flag(group: argparse._ArgumentGroup, official_alias: bool = False) -> None:
+    """`--device`, the same in trainer.py and test.py (and `--gpus`, the official trainer's name for it)."""
+    group.add_argument('--device', *(['--gpus'] if official_alias else []), dest='device', default='auto',
+                       help='auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N, or GPU ids: 0, or 0,1 '
+                            'with one torchrun process per id')
 
 
 def add_amp_flags(group: argparse._ArgumentGroup, default: str = 'auto') -> None:
@@ -322,6 +345,9 @@ def _resolve(args: dict) -> TrainConfig:
     if config.objective == 'l1' and config.pairnum == 0:
         raise ValueError("--objective l1 trains on paired iterations only, but --pairnum 0 makes every iteration "
                          'unpaired: give --pairnum > 0 or use --objective ot')
+    problem = tile_problem(config.val_tile, TILE_OVERLAP, '--val_tile')
+    if problem:
+        raise ValueError(problem)
     if config.val_split and config.val_dir:
         raise ValueError(f'--val_split {config.val_split} and --val_dir {config.val_dir}: validate on one of them')
     if config.resume not in ('none', 'auto') and not Path(config.resume).is_file():

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from data.image_io import list_images
 from data.layouts import DataLayoutError
 from data.test_sets import PROTOCOLS, TEST_TASKS, find_test_sets
-from options import add_amp_flags
+from options import TILE_OVERLAP, add_amp_flags, add_device_flag, tile_problem
 from utils import allocator
 
 if TYPE_CHECKING:
@@ -71,8 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     photos.add_argument('--output', type=Path, help='where restored/ and residual/ go (with --input)')
     runtime = parser.add_argument_group('inference')
     runtime.add_argument('--tile', type=int, help='restore in overlapping tiles of this size (a multiple of 8)')
-    runtime.add_argument('--tile_overlap', type=int, default=32, help='pixels shared by neighbouring tiles')
-    runtime.add_argument('--device', default='auto', help='auto (CUDA when available), cpu, cuda, cuda:1, ...')
+    runtime.add_argument('--tile_overlap', type=int, default=TILE_OVERLAP, help='pixels shared by neighbouring tiles')
+    add_device_flag(runtime)
     add_amp_flags(runtime)
     runtime.add_argument('--no_progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
@@ -85,11 +85,9 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         warnings.warn('test.py --sigma is deprecated: use --noise_sigma (the official tester\'s name; '
                       'trainer.py --sigma is the transport-cost weight)', FutureWarning, stacklevel=2)
         args.noise_sigma = args.deprecated_sigma
-    if args.tile is not None and (args.tile <= 0 or args.tile % 8):
-        parser.error(f'--tile {args.tile}: use a positive multiple of 8 (the networks work on multiples of 8), '
-                     'e.g. 512')
-    if args.tile is not None and not 0 <= args.tile_overlap < args.tile // 2:
-        parser.error(f'--tile_overlap {args.tile_overlap}: use 0 up to half of --tile ({args.tile // 2}), e.g. 32')
+    problem = tile_problem(args.tile, args.tile_overlap)
+    if problem:
+        parser.error(problem)
     if any(sigma <= 0 for sigma in args.noise_sigma):
         parser.error(f'--noise_sigma {args.noise_sigma}: noise levels must be positive (0-255 scale)')
     if args.dump_embeddings and args.resume:
@@ -98,17 +96,6 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error('--input and --output go together: restore the images of --input into --output')
     if args.input is not None and not args.input.exists():
         parser.error(f'--input {args.input} does not exist')
-
-
-def pick_device(name: str) -> torch.device:
-    import torch
-
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    device = torch.device(name)
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(f'error: --device {name}, but CUDA is not available here; use --device cpu')
-    return device
 
 
 def load_map(path: Path, device: torch.device) -> tuple[torch.nn.Module, str, dict]:
@@ -244,13 +231,16 @@ def chosen_on_tested_folder(checkpoint: dict, test_dir: Path) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if argv is None:  # a command of its own: the allocator is chosen before torch loads (utils/allocator.py)
-        on_cpu = args.device == 'cpu' or (args.device == 'auto' and not allocator.gpu_present())
-        allocator.preload('retain' if on_cpu else 'system')  # full-size images: blocks of tens of MiB
+        allocator.preload('retain' if allocator.runs_on_cpu(args.device) else 'system')  # full-size images: big blocks
     from utils import precision
+    from utils.distributed import pick_device
     from utils.export import ONNX_SUFFIX
     from utils.inference import InferenceMemoryError
 
-    device = pick_device(args.device)
+    try:
+        device = pick_device(args.device)
+    except ValueError as error:
+        raise SystemExit(f'error: {error}') from error
     transport_map, described, checkpoint = load_map(args.ckpt, device)
     found = [stopped_early(checkpoint)] + ([] if args.input else [chosen_on_tested_folder(checkpoint, args.test_dir)])
     found_warnings = [warning for warning in found if warning]

@@ -32,13 +32,12 @@ def largest_block_bytes(config: TrainConfig) -> int:
 def main(argv: list[str] | None = None) -> None:
     config = parse_flags(argv)
     if argv is None:  # a command of its own: it may restart once with the chosen allocator, before torch loads
-        on_cpu = config.gpus.strip().lower() in ('cpu', '', '-1') or not allocator.gpu_present()
-        allocator.preload(allocator.default_choice(on_cpu, largest_block_bytes(config)))
+        allocator.preload(allocator.default_choice(allocator.runs_on_cpu(config.device), largest_block_bytes(config)))
     check_map_size(config)
     from utils import distributed  # torch and everything that needs it, from here on
     from utils.training import train
 
-    runtime = distributed.setup(config.gpus, config.ddp_timeout)
+    runtime = distributed.setup(config.device, config.ddp_timeout)
     try:
         with distributed.lost_peers_explained(runtime, config.ckpt_dir):
             train(config, runtime, ['python', 'trainer.py', *(sys.argv[1:] if argv is None else argv)])

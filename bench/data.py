@@ -12,7 +12,6 @@ each configuration (worker start-up) is not timed. Compare with the training ste
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -25,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import write_json  # noqa: E402
 from data.demo import ensure_demo  # noqa: E402
-from data.layouts import default_train_roots  # noqa: E402
+from data.layouts import default_train_roots, shared_data  # noqa: E402
 from data.tasks import ALL_TOKENS  # noqa: E402
 from data.train_set import TrainDataset  # noqa: E402
 
-SHARED = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
+SHARED = shared_data()
 
 
 def shared_train_tree(root: Path) -> Path | None:

@@ -17,8 +17,9 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from data.tasks import NOISE_IDS
 from net import MRCNet, blocks
-from utils.objective import NOISE_IDS, ObjectiveWeights, critic_loss, gradient_penalty
+from utils.objective import ObjectiveWeights, critic_loss, gradient_penalty
 
 
 def _official_layer_norm(body: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -50,22 +50,31 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def write_rgb(path: str | Path, image: np.ndarray) -> None:
-    """Encode a uint8 H x W x 3 RGB array to `path` (format from its extension, JPEG at quality 95); creates
-    parent folders."""
-    path = Path(path)
+def encode_rgb(image: np.ndarray, suffix: str) -> bytes:
+    """A uint8 H x W x 3 RGB array encoded in the format of the file extension `suffix` (JPEG at quality 95)."""
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f'write_rgb({path}): expected a uint8 HxWx3 array, got {image.dtype} {image.shape}')
-    if path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f'write_rgb({path}): cannot encode {path.suffix!r}; use one of {IMAGE_EXTENSIONS}')
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if path.suffix.lower() in ('.jpg', '.jpeg') else []
-    ok, encoded = cv2.imencode(path.suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
+        raise ValueError(f'expected a uint8 HxWx3 array to encode, got {image.dtype} {image.shape}')
+    if suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f'cannot encode {suffix!r} images; use one of {IMAGE_EXTENSIONS}')
+    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if suffix.lower() in ('.jpg', '.jpeg') else []
+    ok, encoded = cv2.imencode(suffix, cv2.cvtColor(image, cv2.COLOR_RGB2BGR), params)
     if not ok:
-        raise ValueError(f'write_rgb({path}): OpenCV failed to encode the image')
+        raise ValueError(f'OpenCV failed to encode a {image.shape} image as {suffix}')
+    return encoded.tobytes()
+
+
+def write_rgb(path: str | Path, image: np.ndarray) -> None:
+    """Encode a uint8 H x W x 3 RGB array to `path` (format from its extension, `encode_rgb`); creates parent
+    folders."""
+    path = Path(path)
+    try:
+        encoded = encode_rgb(image, path.suffix)
+    except ValueError as error:
+        raise ValueError(f'write_rgb({path}): {error}') from error
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # not ndarray.tofile: it does not check the final flush, so a full disk left a short file silently
         with open(path, 'wb') as handle:
-            handle.write(encoded.tobytes())
+            handle.write(encoded)
     except OSError as error:
         raise OSError(error.errno, f'write_rgb({path}): could not write the image ({error.strerror}); is the disk '
                                    'full? Free space or write elsewhere') from error
@@ -99,3 +108,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     import torch  # here, so that reading and checking images (python -m data.check) starts without torch
 
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """A 3 x H x W float tensor in [0, 1] -> the H x W x 3 uint8 array that is saved and scored, quantised as the
+    official testers' `torchvision.utils.save_image`: x 255, + 0.5, clamped to [0, 255], truncated (halves round
+    up, where `torch.round` would round them to even)."""
+    import torch
+
+    array = image.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
+    return array.permute(1, 2, 0).cpu().numpy()

@@ -13,11 +13,21 @@ first, then at the top of the clean folder (OTS keeps its hazy images in `partK/
 Degraded files without a partner, and clean files without a degraded one, are errors that list them.
 """
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from data.image_io import list_images
+
+SHARED_DATA_ENV = 'DARCOT_SHARED_DATA'
+
+
+def shared_data() -> Path:
+    """The real benchmark images kept beside the project (`../shared/data`: CBSD68, Rain12, Rain100H, SOTS, LOL),
+    or the folder `DARCOT_SHARED_DATA` names. Nothing of it is part of the project; callers skip, saying so,
+    where it is absent."""
+    return Path(os.environ.get(SHARED_DATA_ENV, Path(__file__).resolve().parents[2] / 'shared' / 'data'))
 
 TRAIN_LAYOUT = """\
     Denoise/                                clean images, subfolders allowed (BSD400, WED); noise is made

@@ -16,8 +16,8 @@ DE_TYPES: dict[str, int] = {
     'lowlight': 6,
     'single': 7,
 }
-NOISE_IDS = (0, 1, 2)
 NOISE_SIGMAS: dict[str, int] = {'denoise_15': 15, 'denoise_25': 25, 'denoise_50': 50}
+NOISE_IDS = tuple(DE_TYPES[token] for token in NOISE_SIGMAS)  # (0, 1, 2)
 
 THREE_TASK = ('derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50')
 FIVE_TASK = ('denoise_25', 'derain', 'dehaze', 'deblur', 'lowlight')

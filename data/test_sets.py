@@ -27,6 +27,12 @@ PROTOCOLS = ('pad', 'official')
 OFFICIAL_MULTIPLE = 8  # the official tester's size rule for the sets other than denoising
 
 
+def set_label(task: str, name: str, sigma: float | None) -> str:
+    """A test set's one name, in output folders, logs, TensorBoard tags and tables: `task/name`, and `_sigma25`
+    for a noise level (`denoise/bsd68_sigma25`, `derain/Rain100L`, `dehaze/dehaze`)."""
+    return f'{task}/{name}' + ('' if sigma is None else f'_sigma{sigma:g}')
+
+
 def trim_to_multiple(image: np.ndarray, multiple: int = OFFICIAL_MULTIPLE) -> np.ndarray:
     """Drops the bottom rows and right columns of an H x W x C array beyond a multiple of `multiple`."""
     h, w = image.shape[:2]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import trainer
+from data.test_sets import set_label
 from net import MODELS
 from study.variants import VARIANTS, Scale
 
@@ -22,7 +23,7 @@ from study.variants import VARIANTS, Scale
 def trainer_argv(scale: Scale, variant: str, seed: int, data_flags: list[str], val_root: Path, run_dir: Path, *,
                  iters: int | None, val_every: int, minutes: float | None) -> list[str]:
     """The trainer's command line for one run."""
-    argv = [*scale.flags, *data_flags, *VARIANTS[variant], '--seed', str(seed), '--gpus', scale.device,
+    argv = [*scale.flags, *data_flags, *VARIANTS[variant], '--seed', str(seed), '--device', scale.device,
             '--type', f'study_{scale.name}', '--val_dir', str(val_root), '--val_tasks', *scale.val_tasks,
             '--val_every', str(val_every), '--log_dir', str(run_dir / 'log'), '--ckpt_dir', str(run_dir / 'ckpt')]
     if iters is not None:
@@ -50,11 +51,6 @@ def run_one(argv: list[str], run_dir: Path, variant: str, seed: int) -> dict:
     return summary
 
 
-def set_label(record: dict) -> str:
-    """`denoise/CBSD68 s25`, `derain/Rain12`, ...: one column of the table."""
-    return f'{record["task"]}/{record["set"]}' + ('' if record['sigma'] is None else f' s{record["sigma"]:g}')
-
-
 def summarise(log_dir: Path, variant: str, seed: int, wall_seconds: float) -> dict:
     """A run's budget, size and validation curve from the trainer's `metrics.jsonl` and `config.json`."""
     config = json.loads((log_dir / 'config.json').read_text(encoding='utf-8'))
@@ -62,7 +58,8 @@ def summarise(log_dir: Path, variant: str, seed: int, wall_seconds: float) -> di
     for line in (log_dir / 'metrics.jsonl').read_text(encoding='utf-8').splitlines():
         record = json.loads(line)
         if 'validation' in record:
-            final = {set_label(r): {key: r[key] for key in ('psnr', 'ssim', 'input_psnr', 'input_ssim', 'n_images')}
+            final = {set_label(r['task'], r['set'], r['sigma']):
+                     {key: r[key] for key in ('psnr', 'ssim', 'input_psnr', 'input_ssim', 'n_images')}
                      for r in record['validation']}
             curve.append({'step': record['step'], 'train_seconds': train_seconds, 'mean_psnr': record['mean_psnr']})
         else:

@@ -7,12 +7,12 @@ never copies) and returns the data flags and the test root; validation and the f
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from data.demo import ensure_demo
+from data.layouts import shared_data
 from data.tasks import ALL_TOKENS
 from data.test_sets import find_test_sets
 
@@ -36,7 +36,7 @@ SMALL_MODEL = ('--preset', 'tiny', '--batchSize', '4', '--optimizer', 'Adam', '-
                '--de_type', *ALL_TOKENS,
                '--replication', 'denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=1', 'dehaze=2', 'deblur=2',
                'lowlight=1', '--log_every', '1', '--save_every', '100000', '--image_every', '100000')
-SHARED_DATA = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[2] / 'shared' / 'data'))
+SHARED_DATA = shared_data()
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Scale:
     val_every: int
     seeds: tuple[int, ...]
     val_images: int  # images per test set for validation and the table; 0: all
-    device: str  # the trainer's --gpus
+    device: str  # the trainer's --device
     prepare: Callable[[Path], tuple[list[str], Path]]
 
 

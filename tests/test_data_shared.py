@@ -2,18 +2,17 @@
 code, laid out as `data.layouts.TEST_LAYOUT` says with a temporary tree of links. Skipped where absent."""
 
 import hashlib
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 from skimage.metrics import peak_signal_noise_ratio
 
 from data.check import check_test
+from data.layouts import shared_data
 from data.test_sets import find_test_sets
 from tests.golden import golden_file
 
-SHARED = Path(os.environ.get('DARCOT_SHARED_DATA', Path(__file__).resolve().parents[1].parent / 'shared' / 'data'))
+SHARED = shared_data()
 NEEDED = ('CBSD68', 'Rain12', 'Rain100H', 'SOTS_outdoor_subset')
 pytestmark = pytest.mark.skipif(not all((SHARED / name).is_dir() for name in NEEDED),
                                 reason=f'the real test sets {NEEDED} are not in {SHARED} (set DARCOT_SHARED_DATA)')

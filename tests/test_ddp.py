@@ -43,9 +43,11 @@ def test_device_choice_falls_back_to_the_cpu_with_a_warning(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     with pytest.warns(RuntimeWarning, match='no GPU found'):
         assert distributed.pick_device('0') == torch.device('cpu')
-    assert distributed.pick_device('cpu') == torch.device('cpu')
-    with pytest.raises(ValueError, match='--gpus'):
+    assert distributed.pick_device('cpu') == distributed.pick_device('auto') == torch.device('cpu')
+    with pytest.raises(ValueError, match='--device'):
         distributed.pick_device('first')
+    with pytest.raises(ValueError, match='CUDA is not available here; use --device cpu'):
+        distributed.pick_device('cuda:1')  # a device named explicitly is not replaced by another
 
 
 def test_one_process_takes_one_gpu(monkeypatch):
@@ -58,6 +60,9 @@ def test_one_process_takes_one_gpu(monkeypatch):
         distributed.pick_device('0,1')
     with pytest.raises(ValueError, match='GPU 7 does not exist'):
         distributed.pick_device('7')
+    assert distributed.pick_device('auto', local_rank=3, world_size=4) == torch.device('cuda', 3)
+    assert distributed.pick_device('cuda', local_rank=2, world_size=4) == torch.device('cuda', 2)
+    assert distributed.pick_device('cuda:1') == torch.device('cuda', 1)
 
 
 def _train_two_ranks(rank: int, init_file: str) -> None:

@@ -69,7 +69,7 @@ def test_summary_json_and_console_table(tmp_path):
     assert not list((tmp_path / 'results').glob('.*'))
     table = console_table(FIVE_TASKS[2:3]).splitlines()
     assert 'input PSNR' in table[0] and 'restored PSNR' in table[0]
-    assert table[2].split() == ['denoise/CBSD68', '25', '2', '20.00', '0.500', '31.00', '0.880', '11.00']
+    assert table[2].split() == ['denoise/CBSD68_sigma25', '2', '20.00', '0.500', '31.00', '0.880', '11.00']
 
 
 def test_pca_keeps_planar_data_and_orders_the_axes():

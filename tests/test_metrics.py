@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from data.image_io import to_uint8
 from utils import metrics
-from utils.metrics import FID, LPIPS, Unavailable, frechet_distance, psnr, rgb_to_y, ssim, to_uint8
+from utils.metrics import FID, LPIPS, Unavailable, frechet_distance, psnr, rgb_to_y, ssim
 
 
 def constant(value: int, shape=(16, 16, 3)) -> np.ndarray:

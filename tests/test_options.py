@@ -23,8 +23,8 @@ def test_the_official_readme_commands_parse():
     assert (config.batchSize, config.nEpochs, config.pairnum, config.Sigma, config.sigma) == (2, 50, 10_000_000,
                                                                                              10000.0, 1.0)
     assert config.de_type == ('derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50')
-    assert (config.patch_size, config.type, config.gpus, config.backbone, config.step, config.resume) == (
-        128, 'all', '0', 'MRCNet', 15, 'none')
+    assert (config.patch_size, config.type, config.device, config.backbone, config.step, config.resume) == (
+        128, 'all', '0', 'MRCNet', 15, 'none')  # --gpus, the official name of --device
     five = parse_args(shlex.split(README_5D))
     assert five.nEpochs == 55 and five.de_type[-2:] == ('deblur', 'lowlight')
     assert parse_args(shlex.split(README_3D) + ['--pairnum', '0']).pairnum == 0
@@ -78,6 +78,7 @@ def test_the_config_is_plain_data():
     (['--max_minutes', '0'], '--max_minutes'),
     (['--val_split', '2', '--val_dir', 'data/Test'], '--val_split'),
     (['--val_split', '-1'], '--val_split'),
+    (['--val_tile', '30'], '--val_tile'),
 ])
 def test_an_invalid_value_fails_fast_naming_its_flag(argv, flag, capsys):
     with pytest.raises(SystemExit):
@@ -110,3 +111,9 @@ def test_help_and_flag_errors_answer_before_torch_is_imported(script, argv):
     result = subprocess.run([sys.executable, '-c', code, script, *argv], cwd=ROOT, capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip().splitlines()[-1] == 'no torch', result.stderr
+
+
+def test_resume_alone_means_auto_as_in_test_py():
+    assert parse_args(['--resume']).resume == 'auto'
+    assert parse_args([]).resume == 'none'
+    assert parse_args(['--device', 'cpu']).device == 'cpu' and parse_args([]).device == 'auto'

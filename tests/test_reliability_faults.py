@@ -35,7 +35,7 @@ from data.test_sets import find_test_sets
 from net import Critic, MRCNet
 from tests.eval_fixtures import Identity, write_test_tree
 from tests.test_trainer import TERMS, TINY, tiny_argv, write_tiny_data
-from utils import checkpoint, distributed, evaluate, training
+from utils import atomic, checkpoint, distributed, evaluate, training
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights, gradient_penalty
@@ -88,7 +88,7 @@ def _arm(kind: str, count: int, value: float) -> None:
             if str(target).endswith('.pth') and reached():
                 _die()
 
-        checkpoint.os.replace = replace
+        atomic.os.replace = replace
     elif kind == 'iteration':  # after an update, before it is logged or saved
         real_iteration = training.ot_iteration
 
@@ -111,16 +111,22 @@ def _arm(kind: str, count: int, value: float) -> None:
             return terms
 
         training.ot_iteration = stuck
-    elif kind == 'image':  # an image file of the evaluation is on disk, cut short, then the process dies
-        real_write = evaluate.write_rgb
+    elif kind == 'image':  # 100 bytes of an evaluation image are on disk, then the process dies
+        real_write = evaluate.write_bytes_atomically
 
-        def write_then_die(path, image):
-            real_write(path, image)
-            if reached():
-                Path(path).write_bytes(Path(path).read_bytes()[:100])
+        def write_then_die(path, data):
+            if not reached():
+                return real_write(path, data)
+
+            def cut(handle):
+                handle.write(data[:100])
+                handle.flush()
+                os.fsync(handle.fileno())
                 _die()
 
-        evaluate.write_rgb = write_then_die
+            atomic.write_atomically(path, cut)
+
+        evaluate.write_bytes_atomically = write_then_die
 
 
 def _run_child(argv: list[str], kill: list | None) -> int:
@@ -242,7 +248,7 @@ def test_sigkill_during_evaluation_leaves_complete_files_and_resume_finishes(tmp
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.split('REPORT ', 1)[1]) == [signal.SIGKILL] * 2
-    assert list(out.rglob('.*.partial.png'))  # the cut files are hidden ...
+    assert list(out.rglob('.*.png.*.tmp'))  # the cut files are hidden ...
     for path in out.rglob('[!.]*.png'):  # ... and every visible one is complete
         assert read_rgb(path).shape == (21, 30, 3), path
     sets, _ = find_test_sets(tmp_path / 'Test', ['derain', 'deblur'])
@@ -275,7 +281,7 @@ def _disk_full_after(saves: int):
 
 @pytest.mark.skipif(not Path('/dev/full').exists(), reason='needs /dev/full to fail writes with ENOSPC')
 def test_a_full_disk_during_a_save_is_a_clear_error_and_keeps_the_previous_checkpoint(data, tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoint.os, 'fdopen', _disk_full_after(4))  # two saves: last.pth and last_map.pth each
+    monkeypatch.setattr(atomic.os, 'fdopen', _disk_full_after(4))  # two saves: last.pth and last_map.pth each
     with pytest.raises(OSError, match=r'could not write checkpoint .*last\.pth: No space left.*intact.*--ckpt_dir'):
         trainer.main(tiny_argv(data, tmp_path, '--nEpochs', '1', '--save_every', '1'))
     assert load_checkpoint(tmp_path / 'ckpt/last.pth')['step'] == 2  # the last complete save
@@ -289,7 +295,7 @@ def test_an_unwritable_checkpoint_folder_is_a_clear_error(tmp_path, monkeypatch)
     def refuse(*args, **kwargs):
         raise PermissionError(errno.EACCES, 'Permission denied')
 
-    monkeypatch.setattr(checkpoint.tempfile, 'mkstemp', refuse)  # root ignores chmod, so the refusal is simulated
+    monkeypatch.setattr(atomic.tempfile, 'mkstemp', refuse)  # root ignores chmod, so the refusal is simulated
     with pytest.raises(OSError, match=r'could not write checkpoint .*last\.pth: Permission denied.*--ckpt_dir'):
         checkpoint.save_checkpoint({**state, 'step': 2}, tmp_path / 'last.pth')
     assert load_checkpoint(tmp_path / 'last.pth')['step'] == 1

@@ -52,12 +52,12 @@ def test_two_variants_give_table_plot_and_section(tmp_path, monkeypatch):
         assert summary['iterations'] == 2 and summary['parameters'] > 0
         assert [p['step'] for p in summary['curve']] == [1, 2]
         assert 0 < summary['curve'][0]['train_seconds'] < summary['curve'][1]['train_seconds']
-        assert set(summary['final']) == {'denoise/tiny s25'}
+        assert set(summary['final']) == {'denoise/tiny_sigma25'}
     text = study_md.read_text(encoding='utf-8')
     assert text.startswith('# Study\n\nhand-written text\n')
     rows = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| ---')]
     assert [row.split(' | ')[0] for row in rows] == ['| variant', '| degraded input', '| DA-RCOT', '| L1-only']
-    assert 'denoise/tiny s25' in rows[0] and '![validation PSNR against training time](plot.png)' in text
+    assert 'denoise/tiny_sigma25' in rows[0] and '![validation PSNR against training time](plot.png)' in text
     image = cv2.imread(str(tmp_path / 'plot.png'))
     assert image.shape == (420, 720, 3) and (image < 255).any()
     assert list((tmp_path / 'out' / 'tensorboard').glob('events.out.tfevents.*'))

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from data.image_io import read_rgb, write_rgb
+from data.layouts import shared_data
 from tests.eval_fixtures import tiny_checkpoint, write_test_tree
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get('DARCOT_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+SHARED_DATA = shared_data()
 # Loaded by path: `import test` could find the standard library's `test` package instead.
 _spec = importlib.util.spec_from_file_location('darcot_test_script', REPO / 'test.py')
 test_script = importlib.util.module_from_spec(_spec)

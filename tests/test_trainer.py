@@ -52,7 +52,7 @@ def write_tiny_data(root: Path) -> Path:
 def tiny_argv(data: Path, out: Path, *extra: str) -> list[str]:
     """Trainer flags for the tiny data: 5 samples in batches of 2, so 3 iterations per epoch, the last of one
     sample; iteration 0 is paired, 1-2 unpaired. float32 (`--amp off`), whatever the CPU: a later `--amp` wins."""
-    return ['--preset', 'tiny', '--gpus', 'cpu', '--amp', 'off', '--data_root', str(data / 'Train'),
+    return ['--preset', 'tiny', '--device', 'cpu', '--amp', 'off', '--data_root', str(data / 'Train'),
             '--de_type', 'denoise_15', 'derain', '--replication', 'denoise_15=1', 'derain=1', '--batchSize', '2',
             '--pairnum', '2',
             '--nEpochs', '2', '--save_every', '2', '--log_every', '1', '--image_every', '2', '--threads', '0',
@@ -109,7 +109,8 @@ def test_checkpoints_describe_the_run_and_load_without_code(full_run):
     assert set(export) == {'format', 'version', 'model', 'map', 'config', 'training'}
     float32 = {'amp': 'off', 'dtype': 'float32', 'reason': 'float32 asked for'}
     assert export['training'] == state['training'] == {'steps': 6, 'planned_steps': 6, 'stopped_by': None,
-                                                       'precision': float32}
+                                                       'precision': float32, 'val_dir': None, 'val_split': 0,
+                                                       'chosen_by_validation': False}
     assert json.loads((full_run / 'log/config.json').read_text())['precision'] == float32
     network, report = build_map(export)
     assert str(report) == 'all keys matched'
@@ -156,7 +157,7 @@ def test_validation_scores_full_images_and_keeps_the_best(data, tmp_path):
     assert (record['task'], record['n_images']) == ('derain', 2) and math.isfinite(record['psnr'])
     best = load_checkpoint(tmp_path / 'ckpt/best.pth')
     assert best['best_psnr'] == pytest.approx(record['psnr']) and (best['epoch'], best['iteration']) == (2, 0)
-    assert 'val_psnr/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
+    assert 'val_psnr/derain/derain' in EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
     chosen = load_checkpoint(tmp_path / 'ckpt/best_map.pth')['training']  # test.py warns from these fields
     assert chosen['chosen_by_validation'] and chosen['val_dir'] == str((data / 'Test').resolve())
     assert not load_checkpoint(tmp_path / 'ckpt/last_map.pth')['training']['chosen_by_validation']
@@ -298,7 +299,7 @@ def test_validation_with_ema_scores_both_and_keeps_the_average(data, tmp_path):
     assert load_checkpoint(tmp_path / 'ckpt/best_map.pth')['ema_decay'] == 0.5
     assert (tmp_path / 'ckpt/best_map_raw.pth').is_file()
     scalars = EventAccumulator(str(tmp_path / 'log')).Reload().Tags()['scalars']
-    assert {'val_psnr/mean', 'val_raw_psnr/mean', 'val_raw_psnr/derain'} <= set(scalars)
+    assert {'val_psnr/mean', 'val_raw_psnr/mean', 'val_raw_psnr/derain/derain'} <= set(scalars)
 
 
 def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):

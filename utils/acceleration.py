@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from utils.precision import autocast
+
 
 class Autocast(nn.Module):
     """Runs `network` under bfloat16 autocast and hands back float32 outputs, so every loss term stays float32."""
@@ -20,7 +22,7 @@ class Autocast(nn.Module):
         self.device_type = device_type
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+        with autocast(self.device_type, True):
             output = self.network(x)
         return tuple(t.float() for t in output) if isinstance(output, tuple) else output.float()
 

@@ -84,6 +84,11 @@ def gpu_present() -> bool:
     return (nvidia.is_dir() and any(nvidia.iterdir())) or Path('/dev/kfd').exists()
 
 
+def runs_on_cpu(device: str) -> bool:
+    """Whether a `--device` value (`utils.distributed.pick_device`) puts the run on the CPU, told without torch."""
+    return device.strip().lower() in ('cpu', '', '-1') or not gpu_present()
+
+
 def default_choice(on_cpu: bool, largest_block_bytes: int) -> str:
     """The allocator of a run without DARCOT_ALLOCATOR: `retain` where a CPU run's blocks are large enough for
     glibc to unmap and refault them every step, `system` elsewhere."""

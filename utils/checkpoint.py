@@ -20,10 +20,7 @@ leaves a partial checkpoint behind, and they are only ever read with `torch.load
 
 from __future__ import annotations
 
-import glob
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,7 @@ import torch
 from torch import nn
 
 from net import LEFTOVER_PREFIXES, MODELS
+from utils.atomic import write_atomically
 
 FORMAT = 'darcot'
 VERSION = 1
@@ -55,28 +53,13 @@ class LoadReport:
 
 
 def save_checkpoint(state: dict, path: str | Path) -> Path:
-    """Writes `state` to `path` atomically: a complete file or the previous one, never a partial one."""
-    path, temporary = Path(path), None
+    """Writes `state` to `path` atomically (`utils.atomic`): a complete file or the previous one, never a partial
+    one."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-        with os.fdopen(fd, 'wb') as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        if temporary is not None:
-            Path(temporary).unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OSError(error.errno, f'could not write checkpoint {path}: {error.strerror}; the previous '
-                                       'checkpoint there (if any) is intact. Free disk space or pick another '
-                                       '--ckpt_dir') from error
-        raise
-    # Partial files of this checkpoint left by a process killed mid-write (SIGKILL skips the cleanup above).
-    for stale in path.parent.glob(f'.{glob.escape(path.name)}.*.tmp'):
-        stale.unlink(missing_ok=True)
-    return path
+        return write_atomically(path, lambda handle: torch.save(state, handle))
+    except OSError as error:
+        raise OSError(error.errno, f'could not write checkpoint {path}: {error.strerror}; the previous checkpoint '
+                                   'there (if any) is intact. Free disk space or pick another --ckpt_dir') from error
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') -> dict:

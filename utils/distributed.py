@@ -45,35 +45,50 @@ class Runtime:
         return self.world_size > 1
 
 
-def pick_device(gpus: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
-    """The device of `--gpus` ('cpu', an id, or one id per local rank under torchrun); the CPU if no GPU exists."""
-    if gpus.strip().lower() in ('cpu', '', '-1'):
+def pick_device(spec: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """The device of `--device` (trainer.py and test.py; `--gpus` in the official trainer):
+
+    - `auto`: the GPU of this process (GPU `local_rank` under torchrun) where CUDA is available, else the CPU;
+    - `cpu` (also `-1`, as the official code);
+    - `cuda`, `cuda:N`: that GPU (`cuda` is GPU `local_rank` under torchrun); an error where CUDA is missing;
+    - GPU ids, `0` or `0,1` (one per local rank under torchrun): the official form; where no GPU exists the
+      run goes on on the CPU, with a warning, as the official trainer does.
+    """
+    spec = spec.strip().lower()
+    if spec in ('cpu', '', '-1'):
         return torch.device('cpu')
+    if spec == 'auto':
+        return torch.device('cuda', local_rank) if torch.cuda.is_available() else torch.device('cpu')
+    if spec.startswith('cuda'):
+        if not torch.cuda.is_available():
+            raise ValueError(f'--device {spec}, but CUDA is not available here; use --device cpu (or auto)')
+        device = torch.device(spec)
+        return torch.device('cuda', local_rank) if device.index is None else device
     try:
-        ids = [int(part) for part in gpus.split(',')]
+        ids = [int(part) for part in spec.split(',')]
     except ValueError:
-        raise ValueError(f"--gpus {gpus!r}: expected 'cpu', a GPU id such as 0, or ids such as 0,1") from None
+        raise ValueError(f'--device {spec!r}: expected auto, cpu, cuda, cuda:N, or GPU ids such as 0 or 0,1') from None
     if not torch.cuda.is_available():
         warnings.warn('no GPU found: training runs on the CPU, where a full-size DA-RCOT iteration takes tens of '
                       'seconds (days per epoch); use --preset tiny or --preset demo to try the code there',
                       RuntimeWarning, stacklevel=2)
         return torch.device('cpu')
     if world_size == 1 and len(ids) > 1:
-        raise ValueError(f'--gpus {gpus}: one process trains on one GPU; for several, run '
-                         f'torchrun --nproc_per_node {len(ids)} trainer.py --gpus {gpus} ...')
+        raise ValueError(f'--device {spec}: one process trains on one GPU; for several, run '
+                         f'torchrun --nproc_per_node {len(ids)} trainer.py --device {spec} ...')
     index = ids[local_rank] if len(ids) > 1 else (ids[0] if world_size == 1 else local_rank)
     if index >= torch.cuda.device_count():
-        raise ValueError(f'--gpus {gpus}: GPU {index} does not exist; this machine has {torch.cuda.device_count()}')
+        raise ValueError(f'--device {spec}: GPU {index} does not exist; this machine has {torch.cuda.device_count()}')
     return torch.device('cuda', index)
 
 
-def setup(gpus: str, timeout_minutes: float = 30.0) -> Runtime:
-    """Joins the torchrun process group (NCCL on GPUs, gloo on the CPU) when there is one."""
+def setup(spec: str, timeout_minutes: float = 30.0) -> Runtime:
+    """Joins the torchrun process group (NCCL on GPUs, gloo on the CPU) when there is one; `spec` is `--device`."""
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     if world_size == 1:
-        return Runtime(pick_device(gpus))
+        return Runtime(pick_device(spec))
     rank, local_rank = int(os.environ['RANK']), int(os.environ['LOCAL_RANK'])
-    device = pick_device(gpus, local_rank, world_size)
+    device = pick_device(spec, local_rank, world_size)
     if device.type == 'cuda':
         torch.cuda.set_device(device)
     dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo', timeout=timedelta(minutes=timeout_minutes))
@@ -151,11 +166,6 @@ def gather(obj: object, runtime: Runtime) -> list:
     gathered: list = [None] * runtime.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def barrier(runtime: Runtime) -> None:
-    if runtime.distributed:
-        dist.barrier()
 
 
 class ShardSampler(DistributedSampler):

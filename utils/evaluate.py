@@ -3,7 +3,7 @@
 
 Every image goes through `utils.inference.restore` as its test set's protocol serves it (`data.test_sets`:
 `pad` at full size, the network padding and cropping back; `official` trimmed and, for denoising, noised as
-the official tester does); its output is quantised to 8 bits exactly as it is saved (`utils.metrics.to_uint8`,
+the official tester does); its output is quantised to 8 bits exactly as it is saved (`data.image_io.to_uint8`,
 torchvision's `save_image` rule), and scored with `utils.metrics` against the 8-bit target. The degraded
 input is scored the same way (`input_psnr`, `input_ssim`), so each record shows what the map gained.
 
@@ -18,6 +18,7 @@ whose images exist and restores only the rest.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import time
 from collections.abc import Sequence
@@ -28,9 +29,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from data.image_io import ImageReadError, read_rgb, write_rgb
+from data.image_io import ImageReadError, encode_rgb, read_rgb, to_tensor, to_uint8
+from data.test_sets import set_label
+from options import TILE_OVERLAP
+from utils.atomic import write_bytes_atomically, write_text_atomically
 from utils.inference import InferenceMemoryError, restore
-from utils.metrics import FID, LPIPS, Unavailable, psnr, ssim, to_uint8
+from utils.metrics import FID, LPIPS, Unavailable, psnr, ssim
 
 RESIDUAL_GAIN = 4  # |x - T(x)| is small; scaled by 4 it is visible without clipping most of it
 CSV_FIELDS = ('name', 'height', 'width', 'protocol', 'y_channel', 'psnr', 'ssim', 'lpips', 'input_psnr', 'input_ssim',
@@ -39,12 +43,12 @@ _SEPARATOR = 4  # white pixels between the panels of a comparison strip
 
 
 def set_folder(task: str, name: str, sigma: int | None) -> PurePosixPath:
-    """Where a test set's outputs go below `save_dir`."""
-    return PurePosixPath(task) / (name if sigma is None else f'{name}_sigma{sigma}')
+    """Where a test set's outputs go below `save_dir`: its label (`data.test_sets.set_label`)."""
+    return PurePosixPath(set_label(task, name, sigma))
 
 
 def evaluate(transport_map: nn.Module, test_sets: Sequence, *, device: torch.device | str, tile: int | None = None,
-             tile_overlap: int = 32, y_channel: bool = False, amp: bool = False,
+             tile_overlap: int = TILE_OVERLAP, y_channel: bool = False, amp: bool = False,
              save_dir: str | Path | None = None, compare: bool = False, save_inputs: bool = False,
              resume: bool = False, progress: bool = True, lpips: LPIPS | Unavailable | None = None,
              fid: FID | Unavailable | None = None, embeddings: list[dict] | None = None) -> list[dict]:
@@ -181,10 +185,8 @@ def comparison_strip(panels: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def write_image_atomically(path: Path, image: np.ndarray) -> None:
-    """Writes a PNG next to `path` under a hidden name, then renames it: never a truncated image."""
-    partial = path.with_name(f'.{path.stem}.partial{path.suffix}')
-    write_rgb(partial, image)
-    os.replace(partial, path)
+    """Writes an image (format from `path`'s extension) atomically: never a truncated image."""
+    write_bytes_atomically(path, encode_rgb(image, path.suffix))
 
 
 def save_outputs(folder: Path, name: str, degraded: np.ndarray, restored: np.ndarray,
@@ -209,13 +211,11 @@ class _CsvLog:
     def __init__(self, path: Path, settings: dict | None) -> None:
         self.path = path
         self.done: dict[str, dict] = self._finished_rows(settings) if settings and path.is_file() else {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f'.{path.name}.partial')
-        with open(partial, 'w', newline='', encoding='utf-8') as handle:
-            writer = csv.DictWriter(handle, CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.done.values())
-        os.replace(partial, path)
+        kept = io.StringIO(newline='')
+        writer = csv.DictWriter(kept, CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.done.values())
+        write_text_atomically(path, kept.getvalue())
 
     def _finished_rows(self, settings: dict) -> dict[str, dict]:
         done = {}
@@ -250,8 +250,8 @@ def _parse_row(row: dict) -> dict | None:
 
 
 def restore_images(transport_map: nn.Module, sources: Sequence[tuple[str, Path]], output_dir: str | Path, *,
-                   device: torch.device | str, tile: int | None = None, tile_overlap: int = 32, amp: bool = False,
-                   resume: bool = False, progress: bool = True) -> tuple[list[str], list[str]]:
+                   device: torch.device | str, tile: int | None = None, tile_overlap: int = TILE_OVERLAP,
+                   amp: bool = False, resume: bool = False, progress: bool = True) -> tuple[list[str], list[str]]:
     """Restores images without targets (`test.py --input`): `sources` are (name, file) pairs; writes
     `restored/<name>.png` and `residual/<name>.png` below `output_dir`. Returns (names written, one message
     per file that could not be read); with `resume`, images whose output exists are skipped."""
@@ -268,7 +268,7 @@ def restore_images(transport_map: nn.Module, sources: Sequence[tuple[str, Path]]
             except ImageReadError as error:
                 failed.append(str(error))
                 continue
-            lq = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+            lq = to_tensor(image)[None].to(device)
             try:
                 output, _ = restore(transport_map, lq, tile=tile, tile_overlap=tile_overlap, amp=amp)
             except InferenceMemoryError as error:

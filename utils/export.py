@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from data.image_io import to_tensor
+from utils.atomic import write_bytes_atomically
 from utils.checkpoint import FORMAT, VERSION, CheckpointError, build_map, inference_export
 
 SAFETENSORS_SUFFIX = '.safetensors'
@@ -49,26 +49,11 @@ _EXPORT_PACKAGES = 'pip install -r requirements-export.txt'
 
 def save_safetensors(checkpoint: dict, path: str | Path) -> Path:
     """Writes the map's weights and its spec to `path`, atomically (a temporary file renamed over it)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     exported = inference_export(checkpoint)
     tensors = {name: value.detach().contiguous() for name, value in exported['map'].items()}
-    return _write_atomically(path, lambda temporary: save_file(tensors, temporary, metadata=_metadata(exported)))
-
-
-def _write_atomically(path: str | Path, write: Callable[[str], object]) -> Path:
-    """`write(temporary)` on a hidden file beside `path`, then renamed over it: never a partial model file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return write_bytes_atomically(path, save(tensors, metadata=_metadata(exported)))
 
 
 def load_safetensors(path: str | Path) -> dict:
@@ -122,18 +107,16 @@ def save_onnx(network: nn.Module, exported: dict, path: str | Path, size: tuple[
     else:
         example, shapes = torch.rand(1, 3, *size), None
 
-    def write(temporary: str) -> None:
-        with torch.no_grad():
-            torch.onnx.export(network, (example,), temporary, dynamo=True, dynamic_shapes=shapes, verbose=False,
-                              external_data=False,  # one file, weights inside (up to protobuf's 2 GB)
-                              input_names=['degraded'], output_names=['restored', 'embedding'])
-        model = onnx.load(temporary)
-        for key, value in _metadata(exported).items():
-            entry = model.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.save(model, temporary)
-
-    return _write_atomically(path, write)
+    with tempfile.TemporaryDirectory() as folder, torch.no_grad():
+        exported_file = Path(folder) / 'map.onnx'
+        torch.onnx.export(network, (example,), exported_file, dynamo=True, dynamic_shapes=shapes, verbose=False,
+                          external_data=False,  # one file, weights inside (up to protobuf's 2 GB)
+                          input_names=['degraded'], output_names=['restored', 'embedding'])
+        model = onnx.load(exported_file)
+    for key, value in _metadata(exported).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return write_bytes_atomically(path, model.SerializeToString())
 
 
 def _metadata(exported: dict) -> dict[str, str]:
@@ -203,7 +186,7 @@ def check_onnx(path: Path, network: nn.Module, size: tuple[int, int] | None) -> 
     photo = skimage.data.astronaut()
     height, width = size or (77, 101)  # not the traced size, nor a multiple of 8
     photo = np.pad(photo, ((0, max(0, height - 512)), (0, max(0, width - 512)), (0, 0)), mode='reflect')
-    image = torch.from_numpy(photo[:height, :width].copy()).permute(2, 0, 1)[None].float() / 255
+    image = to_tensor(photo[:height, :width])[None]
     with torch.no_grad():
         expected, _ = network(image)
         actual, _ = OnnxMap(path)(image)

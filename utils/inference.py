@@ -9,10 +9,11 @@ on the image. A tile that covers the image is plain whole-image inference.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
+
+from options import TILE_OVERLAP, tile_problem
+from utils.precision import autocast
 
 
 class InferenceMemoryError(RuntimeError):
@@ -40,19 +41,15 @@ def _ramp(length: int, fade_start: int, fade_end: int, device: torch.device) -> 
     return weights
 
 
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-
-
 def _forward(transport_map: nn.Module, x: torch.Tensor, amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """T(x) in float32 and the residual embedding pooled over space (B x C)."""
-    with _autocast(x.device, amp):
+    with autocast(x.device.type, amp):
         restored, embedding = transport_map(x)
     return restored.float(), embedding.float().mean(dim=(-2, -1))
 
 
-def restore(transport_map: nn.Module, lq: torch.Tensor, *, tile: int | None = None, tile_overlap: int = 32,
-            amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def restore(transport_map: nn.Module, lq: torch.Tensor, *, tile: int | None = None,
+            tile_overlap: int = TILE_OVERLAP, amp: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Restores one 1 x 3 x H x W image (on the map's device) -> (T(x) 1 x 3 x H x W, pooled embedding 1 x C).
 
     With `tile`, overlapping tiles are restored one at a time and blended; the pooled embedding is then
@@ -60,7 +57,11 @@ def restore(transport_map: nn.Module, lq: torch.Tensor, *, tile: int | None = No
 
     Raises:
         InferenceMemoryError: when the device runs out of memory, suggesting `--tile`.
+        ValueError: for tiles that break `options.tile_problem`'s rule.
     """
+    problem = tile_problem(tile, tile_overlap)
+    if problem:
+        raise ValueError(problem)
     h, w = lq.shape[-2:]
     try:
         if tile is None or (tile >= h and tile >= w):

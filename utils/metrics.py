@@ -25,17 +25,11 @@ import torch
 from scipy import linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from data.image_io import to_tensor
+
 # BT.601 RGB -> Y for 0-255 inputs, as BasicSR's `rgb2ycbcr(y_only=True)`: Y in [16, 235].
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 _Y_OFFSET = 16.0
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """A 3 x H x W float tensor in [0, 1] -> the H x W x 3 uint8 array that is saved and scored, quantised as the
-    official testers' `torchvision.utils.save_image`: x 255, + 0.5, clamped to [0, 255], truncated (halves round
-    up, where `torch.round` would round them to even)."""
-    array = image.detach().float().mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
-    return array.permute(1, 2, 0).cpu().numpy()
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:
@@ -127,7 +121,7 @@ class LPIPS:
             return float(self.network(self._tensor(restored), self._tensor(target)).mean())
 
     def _tensor(self, image: np.ndarray) -> torch.Tensor:
-        unit = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        unit = to_tensor(image)[None].to(self.device)
         return unit if self.official else unit * 2 - 1
 
 
@@ -140,9 +134,8 @@ class FID:
 
     def embed(self, image: np.ndarray) -> np.ndarray:
         """The feature vector (D,) of one H x W x 3 uint8 RGB image."""
-        tensor = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(self.device)
         with torch.no_grad():
-            return self.features(tensor).reshape(-1).double().cpu().numpy()
+            return self.features(to_tensor(image)[None].to(self.device)).reshape(-1).double().cpu().numpy()
 
     @staticmethod
     def distance(restored_features: list[np.ndarray], target_features: list[np.ndarray]) -> float:

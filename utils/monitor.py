@@ -23,6 +23,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 from tqdm import tqdm
 
+from data.test_sets import set_label
+
 # TensorBoard tag of each iteration term; terms not listed go under train/.
 TAGS = {
     'loss': 'loss/map', 'critic_loss': 'loss/critic', 'gp': 'loss/gradient_penalty',
@@ -112,8 +114,7 @@ class Monitor:
             return
         prefix = f'val_{weights}_' if weights else 'val_'
         for record in records:
-            label = record['task'] + ('' if record['set'] == record['task'] else f'/{record["set"]}')
-            label += '' if record['sigma'] is None else f'_sigma{record["sigma"]}'
+            label = set_label(record['task'], record['set'], record['sigma'])
             for metric in ('psnr', 'ssim'):
                 self.writer.add_scalar(f'{prefix}{metric}/{label}', record[metric], step)
         self.writer.add_scalar(f'{prefix}psnr/mean', mean_psnr, step)
@@ -122,7 +123,7 @@ class Monitor:
         self._jsonl.flush()
         self.message(f'validation{f" ({weights} weights)" if weights else ""} after {step} iterations: mean PSNR '
                      f'{mean_psnr:.2f} dB | ' + ' | '.join(
-            f'{r["task"]}/{r["set"]}{"" if r["sigma"] is None else r["sigma"]} {r["psnr"]:.2f} dB '
+            f'{set_label(r["task"], r["set"], r["sigma"])} {r["psnr"]:.2f} dB '
             f'(input {r["input_psnr"]:.2f})' for r in records))
 
     def message(self, text: str) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NOISE_IDS = (0, 1, 2)
+from data.tasks import NOISE_IDS
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,12 @@ def cpu_bf16_native() -> bool | None:
         return None
 
 
+def autocast(device_type: str, amp: bool) -> torch.autocast:
+    """The mixed precision of every forward here (training, inference, the probe): bfloat16 autocast on
+    `device_type` where `amp`, none otherwise."""
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp)
+
+
 def probe_bf16_slowdown(size: int = 48, channels: int = 32, repeats: int = 3) -> float:
     """Time of a 3x3 convolution's forward and backward under bfloat16 autocast over its float32 time, on the
     CPU (best of `repeats`; about a second where bfloat16 is emulated). Below 1: bfloat16 is faster."""
@@ -65,7 +71,7 @@ def probe_bf16_slowdown(size: int = 48, channels: int = 32, repeats: int = 3) ->
         times = []
         for _ in range(repeats + 1):  # the first call pays for the kernels' set-up
             started = time.perf_counter()
-            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+            with autocast('cpu', amp):
                 conv(x).float().sum().backward()
             times.append(time.perf_counter() - started)
         return min(times[1:])

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from data.test_sets import set_label
+from utils.atomic import write_text_atomically
 
 SETTINGS = ('3 tasks', '5 tasks')
 
@@ -131,21 +133,15 @@ def markdown_report(records: Sequence[dict], checkpoint: str, warnings: Sequence
 
 def console_table(records: Sequence[dict]) -> str:
     """Degraded input vs restored PSNR/SSIM per set, as fixed-width text."""
-    header = (f'{"set":<28} {"σ":>3} {"n":>4}  {"input PSNR":>10} {"SSIM":>6}  {"restored PSNR":>13} {"SSIM":>6}  '
+    header = (f'{"set":<32} {"n":>4}  {"input PSNR":>10} {"SSIM":>6}  {"restored PSNR":>13} {"SSIM":>6}  '
               f'{"gain":>6}')
     rows = [header, '-' * len(header)]
     for record in records:
         gain = None if record['psnr'] is None else record['psnr'] - record['input_psnr']
-        rows.append(f'{record["task"] + "/" + record["set"]:<28} {_sigma(record):>3} {record["n_images"]:>4}  '
+        rows.append(f'{set_label(record["task"], record["set"], record["sigma"]):<32} {record["n_images"]:>4}  '
                     f'{_number(record["input_psnr"], 2):>10} {_number(record["input_ssim"], 3):>6}  '
                     f'{_number(record["psnr"], 2):>13} {_number(record["ssim"], 3):>6}  {_number(gain, 2):>6}')
     return '\n'.join(rows)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f'.{path.name}.partial')
-    partial.write_text(text, encoding='utf-8')
-    os.replace(partial, path)
 
 
 def write_reports(records: Sequence[dict], save_dir: str | Path, checkpoint: str,
@@ -157,6 +153,6 @@ def write_reports(records: Sequence[dict], save_dir: str | Path, checkpoint: str
     clean = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
               for key, value in record.items()} for record in records]
     summary, markdown = save_dir / 'summary.json', save_dir / 'results.md'
-    _write_atomically(summary, json.dumps(clean, indent=2) + '\n')
-    _write_atomically(markdown, markdown_report(records, checkpoint, warnings))
+    write_text_atomically(summary, json.dumps(clean, indent=2) + '\n')
+    write_text_atomically(markdown, markdown_report(records, checkpoint, warnings))
     return summary, markdown
