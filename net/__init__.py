@@ -3,7 +3,7 @@
 `MODELS` is an explicit table: the `--backbone` flag picks a row; every map returns `(restored, embedding)`.
 """
 
-from .blocks import set_activation_checkpointing
+from .blocks import set_activation_checkpointing, start_near_identity
 from .critic import Critic
 from .mrcnet import LEFTOVER_PREFIXES, MRCNet, RCNet
 from .restormer import Restormer
@@ -14,4 +14,5 @@ MODELS = {
     'RCNet': RCNet,
 }
 
-__all__ = ['MODELS', 'Critic', 'LEFTOVER_PREFIXES', 'MRCNet', 'RCNet', 'Restormer', 'set_activation_checkpointing']
+__all__ = ['MODELS', 'Critic', 'LEFTOVER_PREFIXES', 'MRCNet', 'RCNet', 'Restormer', 'set_activation_checkpointing',
+           'start_near_identity']

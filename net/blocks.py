@@ -125,6 +125,19 @@ def set_activation_checkpointing(network: nn.Module, enabled: bool = True) -> No
             module.checkpointing = enabled
 
 
+# --identity_init scales the map's output convolution by this: T(x) starts next to x. Not to 0: at T(x) = x
+# exactly, the transport cost's square root has no gradient (0/0) and every map step would be skipped.
+IDENTITY_INIT_SCALE = 1e-2
+
+
+def start_near_identity(transport_map: nn.Module, scale: float = IDENTITY_INIT_SCALE) -> None:
+    """Scales the map's last convolution (`output`, whose result every map adds to its input) by `scale`, so
+    that T(x) starts next to x (`--identity_init`)."""
+    with torch.no_grad():
+        for parameter in transport_map.output.parameters():
+            parameter.mul_(scale)
+
+
 def transformer_stage(dim: int, depth: int, num_heads: int, ffn_expansion_factor: float, bias: bool,
                       layer_norm_type: str) -> nn.Sequential:
     """`depth` transformer blocks at one resolution (an encoder, decoder, latent or refinement level)."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from net import Critic, MRCNet, blocks
 from tests.golden import build_critic, build_mrcnet, filled_state, load_fixture
-from utils.checkpoint import CheckpointError, build_map, load_checkpoint, load_network_state
+from utils.checkpoint import CheckpointError, build_map, load_checkpoint, load_network_state, model_spec
 from utils.official import (
     UnsafeCheckpointError,
     convert_official,
@@ -81,11 +81,11 @@ def official_file(tmp_path, monkeypatch):
 def test_converted_map_reproduces_the_original_output(official_file):
     path, image, expected, critic_state = official_file
     checkpoint, report = convert_official(path)
-    assert checkpoint['model'] == {'backbone': 'MRCNet', 'args': {
+    assert checkpoint['model'] == model_spec('MRCNet', {
         'inp_channels': 3, 'out_channels': 3, **TINY, 'ffn_expansion_factor': 2.66, 'bias': True,
-        'layer_norm_type': 'BiasFree'}}
+        'layer_norm_type': 'BiasFree'}, critic={'patch_size': 32, 'width': 64})
     assert report.leftover == ['res_patch_embed.proj.weight', 'res_patch_embed.proj.bias']
-    assert checkpoint['epoch'] == 30 and checkpoint['critic_patch_size'] == 32
+    assert checkpoint['epoch'] == 30
     network, _ = build_map(checkpoint)
     with torch.no_grad():
         restored = network.eval()(image)[0]
@@ -138,8 +138,8 @@ def test_full_official_key_set_reproduces_the_golden_outputs(tmp_path, monkeypat
     assert sorted(report.leftover) == sorted(leftovers)
     config = fixture['mrcnet_config']
     assert checkpoint['model']['args'] == {
-        'inp_channels': 3, 'out_channels': 3, 'dim': config['dim'], 'num_blocks': tuple(config['num_blocks']),
-        'num_refinement_blocks': config['num_refinement_blocks'], 'heads': tuple(config['heads']),
+        'inp_channels': 3, 'out_channels': 3, 'dim': config['dim'], 'num_blocks': list(config['num_blocks']),
+        'num_refinement_blocks': config['num_refinement_blocks'], 'heads': list(config['heads']),
         'ffn_expansion_factor': config['ffn_expansion_factor'], 'bias': config['bias'],
         'layer_norm_type': config['LayerNorm_type']}
     # The weights come through bit for bit; test_golden shows these weights reproduce the official outputs.
@@ -148,7 +148,7 @@ def test_full_official_key_set_reproduces_the_golden_outputs(tmp_path, monkeypat
     for key, value in checkpoint['map'].items():
         assert torch.equal(value, expected[key]), key
     load_network_state(MRCNet(**checkpoint['model']['args']), checkpoint['map'])
-    assert checkpoint['critic_patch_size'] == fixture['critic_patch_size']
+    assert checkpoint['model']['critic']['patch_size'] == fixture['critic_patch_size']
 
 
 @pytest.mark.parametrize('factor, dim', [(2.66, 48), (2.0, 8), (1.5, 16), (3.0, 24)])

@@ -101,8 +101,9 @@ def test_checkpoints_describe_the_run_and_load_without_code(full_run):
     assert (state['epoch'], state['iteration'], state['step'], state['world_size']) == (3, 0, 6, 1)
     assert state['model'] == {'backbone': 'MRCNet', 'args': {**{k: list(v) if isinstance(v, tuple) else v
                                                                 for k, v in TINY.items()},
-                                                             'ffn_expansion_factor': 2.66}}
-    assert state['config']['de_type'] == ['denoise_15', 'derain'] and state['critic_patch_size'] == 32
+                                                             'ffn_expansion_factor': 2.66},
+                              'critic': {'patch_size': 32, 'width': 64}}
+    assert state['config']['de_type'] == ['denoise_15', 'derain']
     assert state['map_scheduler']['last_epoch'] == 2 and len(state['rng']) == 1
     assert state['map_optimizer']['param_groups'][0]['lr'] == pytest.approx(5e-5)
     export = load_checkpoint(ckpt / 'last_map.pth')

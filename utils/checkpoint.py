@@ -1,13 +1,21 @@
 """Checkpoints that describe themselves, written atomically and read without running code.
 
-A training checkpoint is a plain dict:
+This module is the one home of the training state: its layout, file names, writing, reading, the checks of a
+resume and the restore. A training checkpoint is a plain dict:
 
-    {'format': 'darcot', 'version': 1,
-     'model': {'backbone': 'MRCNet', 'args': {...constructor arguments...}},
-     'map': state_dict, 'critic': state_dict, 'critic_patch_size': int, 'critic_width': int,
+    {'format': 'darcot', 'version': 2,
+     'model': {'backbone': 'MRCNet', 'args': {...constructor arguments...},
+               'critic': {'patch_size': int, 'width': int}},          # (no critic: --objective l1)
+     'map': state_dict, 'critic': state_dict,
      'map_optimizer', 'critic_optimizer', 'map_scheduler', 'critic_scheduler': state dicts,
-     'epoch': int, 'iteration': int, 'step': int, 'rng': {...}, 'config': {...},
-     'training': {'steps', 'planned_steps', 'stopped_by', 'precision'}, ...}
+     'epoch': int, 'iteration': int (where a resumed run goes on), 'step': int, 'best_psnr': float,
+     'rng': [one `utils.rng.capture_rng` per process], 'world_size': int, 'config': {...},
+     'training': {'steps', 'planned_steps', 'stopped_by', 'precision', 'val_dir', 'val_split',
+                  'chosen_by_validation'}}
+
+Version 1 kept the critic's spec beside the model's (`critic_patch_size`, `critic_width`); it still resumes.
+The files of a run's `--ckpt_dir`: `last.pth`, `epoch_NNNN.pth` (the newest `--keep_epochs`), `best.pth`, and
+the weights-only exports of `last.pth`/`best.pth` for test.py (`export_maps`).
 
 With `--ema DECAY` it also holds 'map_ema' (the averaged weights, a state_dict like 'map'), 'map_ema_updates'
 (the map steps averaged) and 'ema_decay'.
@@ -21,6 +29,7 @@ leaves a partial checkpoint behind, and they are only ever read with `torch.load
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +38,14 @@ import torch
 from torch import nn
 
 from net import LEFTOVER_PREFIXES, MODELS
+from net.critic import OFFICIAL_WIDTH
 from utils.atomic import write_atomically
 
 FORMAT = 'darcot'
-VERSION = 1
+VERSION = 2
+LAST = 'last.pth'
+BEST = 'best.pth'
+_EPOCH_FILE = re.compile(r'epoch_(\d+)\.pth$')
 
 
 class CheckpointError(ValueError):
@@ -107,11 +120,21 @@ def load_network_state(network: nn.Module, state_dict: dict[str, torch.Tensor], 
     return LoadReport(leftover)
 
 
-def model_spec(backbone: str, args: dict) -> dict:
-    """The self-description of a transport map stored with its weights."""
+def model_spec(backbone: str, args: dict, critic: dict | None = None) -> dict:
+    """The self-description of the networks stored with their weights: the map's backbone and constructor
+    arguments, and the critic's `{'patch_size', 'width'}` where there is one."""
     if backbone not in MODELS:
         raise CheckpointError(f'unknown backbone {backbone!r}; known: {", ".join(MODELS)}')
-    return {'backbone': backbone, 'args': dict(args)}
+    return {'backbone': backbone, 'args': _plain(dict(args)), **({'critic': dict(critic)} if critic else {})}
+
+
+def critic_spec(checkpoint: dict) -> dict | None:
+    """The critic's `{'patch_size', 'width'}` of a checkpoint (version 1 kept them beside the model), or None."""
+    if 'critic' in checkpoint['model']:
+        return checkpoint['model']['critic']
+    if 'critic_patch_size' in checkpoint:
+        return {'patch_size': checkpoint['critic_patch_size'], 'width': checkpoint.get('critic_width', OFFICIAL_WIDTH)}
+    return None
 
 
 def build_map(checkpoint: dict) -> tuple[nn.Module, LoadReport]:
@@ -128,7 +151,8 @@ def build_map(checkpoint: dict) -> tuple[nn.Module, LoadReport]:
 def inference_export(checkpoint: dict, raw: bool = False) -> dict:
     """The weights-only export of a checkpoint (no critic, optimizers or RNG): as its `map` the averaged weights
     where the checkpoint keeps an EMA (marked by `ema_decay`), unless `raw`."""
-    export = {key: checkpoint[key] for key in ('format', 'version', 'model', 'config', 'training') if key in checkpoint}
+    export = {key: checkpoint[key] for key in ('format', 'version', 'config', 'training') if key in checkpoint}
+    export['model'] = {key: value for key, value in checkpoint['model'].items() if key != 'critic'}
     averaged = 'map_ema' in checkpoint and not raw
     export['map'] = checkpoint['map_ema'] if averaged else checkpoint['map']
     if averaged or ('ema_decay' in checkpoint and 'map_ema' not in checkpoint):  # (the export of an export)
@@ -147,3 +171,108 @@ def export_maps(checkpoint: dict, folder: str | Path, stem: str) -> None:
     export_for_inference(checkpoint, Path(folder) / f'{stem}_map.pth')
     if 'map_ema' in checkpoint:
         export_for_inference(checkpoint, Path(folder) / f'{stem}_map_raw.pth', raw=True)
+
+
+def epoch_file(epoch: int) -> str:
+    """Name of the checkpoint written at the end of `epoch`."""
+    return f'epoch_{epoch:04d}.pth'
+
+
+def _epoch_files(ckpt_dir: str | Path) -> list[Path]:
+    """The epoch_NNNN.pth files of `ckpt_dir`, oldest first."""
+    epochs = sorted((int(match.group(1)), path) for path in Path(ckpt_dir).glob('epoch_*.pth')
+                    if (match := _EPOCH_FILE.search(path.name)))
+    return [path for _, path in epochs]
+
+
+def prune_epoch_files(ckpt_dir: str | Path, keep: int) -> None:
+    """Deletes all but the newest `keep` epoch_NNNN.pth files of `ckpt_dir`."""
+    epochs = _epoch_files(ckpt_dir)
+    for path in epochs[:max(len(epochs) - keep, 0)]:
+        path.unlink()
+
+
+def resume_path(resume: str, ckpt_dir: str | Path) -> Path | None:
+    """The checkpoint `--resume` names: None for 'none'; for 'auto' the newest in `ckpt_dir`, if any."""
+    if resume == 'none':
+        return None
+    if resume != 'auto':
+        return Path(resume)
+    ckpt_dir = Path(ckpt_dir)
+    if (ckpt_dir / LAST).is_file():
+        return ckpt_dir / LAST
+    epochs = _epoch_files(ckpt_dir)
+    return epochs[-1] if epochs else None
+
+
+def training_state(*, model: dict, networks: dict[str, nn.Module], optimizers: dict, schedulers: dict,
+                   ema: nn.Module | None, ema_updates: int, ema_decay: float | None, position: dict,
+                   rng: list[dict], world_size: int, config: dict, training: dict) -> dict:
+    """The training checkpoint (module docstring) of a run: `networks` and their `optimizers` and `schedulers`
+    by name (`map`, `critic`), the averaged map `ema` (or None), `position` ({epoch, iteration, step,
+    best_psnr}), every process's `rng`, the resolved `config` and the `training` record."""
+    state = {'format': FORMAT, 'version': VERSION, 'model': model,
+             **{name: network.state_dict() for name, network in networks.items()},
+             **{f'{name}_optimizer': optimizer.state_dict() for name, optimizer in optimizers.items()},
+             **{f'{name}_scheduler': scheduler.state_dict() for name, scheduler in schedulers.items()},
+             **position, 'rng': rng, 'world_size': world_size, 'config': config, 'training': training}
+    if ema is not None:
+        state.update(map_ema=ema.state_dict(), map_ema_updates=ema_updates, ema_decay=ema_decay)
+    return state
+
+
+def save_training(state: dict, ckpt_dir: str | Path, names: list[str]) -> None:
+    """Writes `state` as each of `names` in `ckpt_dir`, and, right after `last.pth` and `best.pth`, the exports
+    test.py reads (`last_map.pth`, `best_map.pth`), so that they are always as new as their checkpoint."""
+    for name in names:
+        save_checkpoint(state, Path(ckpt_dir) / name)
+    for name in (LAST, BEST):
+        if name in names:
+            export_maps(state, ckpt_dir, Path(name).stem)
+
+
+def restore_training(path: Path, model: dict, networks: dict[str, nn.Module], optimizers: dict, schedulers: dict,
+                     ema: nn.Module | None, ema_decay: float | None, map_location: torch.device) -> dict:
+    """Loads the training checkpoint `path` into the networks, optimizers, schedulers and the averaged map `ema`,
+    after checking that it is one and that it was written by a run of the same `model` spec and `ema_decay` (the
+    flags' names in every error); returns it (for its position and random states).
+
+    Raises:
+        CheckpointError: naming what differs and the flags to give.
+    """
+    state = load_checkpoint(path, map_location=map_location)
+    # Checked first, so that an export is not reported as a missing critic.
+    if any(key not in state for key in ('map_optimizer', 'map_scheduler', 'epoch', 'iteration', 'step', 'rng')):
+        raise CheckpointError(f'{path} is not a training checkpoint of trainer.py (a weights-only export?); '
+                              'resume from last.pth, best.pth or epoch_NNNN.pth')
+    found = {key: value for key, value in state['model'].items() if key != 'critic'}
+    expected = {key: value for key, value in model.items() if key != 'critic'}
+    if _plain(found) != expected:
+        raise CheckpointError(f'{path} holds {found}, but the flags ask for {expected}: give the same '
+                              '--backbone/--dim/--num_blocks/--heads (or --preset), or another --ckpt_dir')
+    critic, asked = critic_spec(state), model.get('critic')
+    if asked is not None and (critic or {}).get('patch_size') != asked['patch_size']:
+        raise CheckpointError(f'{path} has a critic for --patch_size {(critic or {}).get("patch_size")} (or none: '
+                              f'--objective l1), not {asked["patch_size"]}; resume with the flags it was trained with')
+    if asked is not None and critic['width'] != asked['width']:
+        raise CheckpointError(f'{path} has a critic of --critic_width {critic["width"]}, not {asked["width"]}; resume '
+                              'with the flags it was trained with')
+    if state.get('ema_decay') != ema_decay:
+        kept = f'an EMA of decay {state["ema_decay"]:g}' if state.get('ema_decay') else 'no EMA'
+        wanted = f'--ema {ema_decay:g}' if ema_decay else 'none'
+        raise CheckpointError(f'{path} keeps {kept}, but the flags ask for {wanted}; resume with the --ema it was '
+                              'trained with')
+    if ema is not None:
+        load_network_state(ema, state['map_ema'], source=f'{path} (map_ema)')
+    for name, network in networks.items():
+        load_network_state(network, state[name], source=f'{path} ({name})')
+        optimizers[name].load_state_dict(state[f'{name}_optimizer'])
+        schedulers[name].load_state_dict(state[f'{name}_scheduler'])
+    return state
+
+
+def _plain(value: object) -> object:
+    """Tuples -> lists, recursively: the form a checkpoint stores."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return [_plain(item) for item in value] if isinstance(value, (list, tuple)) else value

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
 import re
 import warnings
@@ -166,6 +167,27 @@ def gather(obj: object, runtime: Runtime) -> list:
     gathered: list = [None] * runtime.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def gather_checked(networks: dict[str, torch.nn.Module], rng: dict, runtime: Runtime, step: int,
+                   ckpt_dir: str) -> list[dict]:
+    """Every process's `rng` (`utils.rng.capture_rng`), gathered for a checkpoint, after checking that the weights
+    about to be saved are finite and the same in every process (a checksum of each network).
+
+    Raises:
+        SystemExit: for non-finite weights (nothing is saved over the checkpoints in `ckpt_dir`).
+        RuntimeError: when the processes hold different weights (a bug of the gradient averaging).
+    """
+    checksum = tuple(sum(p.detach().double().sum().item() for p in net.parameters()) for net in networks.values())
+    gathered = gather((rng, checksum), runtime)
+    checksums = [checksum for _, checksum in gathered]
+    if not all(math.isfinite(value) for checksum in checksums for value in checksum):
+        raise SystemExit(f'non-finite weights after {step} iterations; nothing was saved over the checkpoints in '
+                         f'{ckpt_dir}. Lower --lr, or resume from them')
+    if len(set(checksums)) > 1:
+        raise RuntimeError(f'the processes hold different weights after {step} iterations; this is a bug in the '
+                           'gradient averaging (utils.distributed.GradientSync). Nothing was saved')
+    return [state for state, _ in gathered]
 
 
 class ShardSampler(DistributedSampler):

@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from net import Critic
+from net.critic import OFFICIAL_WIDTH
 from utils.checkpoint import (
     FORMAT,
     VERSION,
@@ -260,7 +261,8 @@ def convert_official(path: str | Path) -> tuple[dict, LoadReport]:
         critic_state = module_state(content['Fnet'])
         patch_size = infer_critic_patch_size(critic_state)
         load_network_state(Critic(patch_size), critic_state, source=f'the Fnet of {path}')
-        checkpoint.update(critic=critic_state, critic_patch_size=patch_size)
+        checkpoint['critic'] = critic_state
+        checkpoint['model'] = model_spec(backbone, args, {'patch_size': patch_size, 'width': OFFICIAL_WIDTH})
     return checkpoint, report
 
 
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = checkpoint['model']
     print(f'{args.output}: {spec["backbone"]} {spec["args"]}; map: {report}')
     if 'critic' in checkpoint:
-        print(f'critic for {checkpoint["critic_patch_size"]}x{checkpoint["critic_patch_size"]} patches')
+        print(f'critic for {spec["critic"]["patch_size"]}x{spec["critic"]["patch_size"]} patches')
     if 'epoch' in checkpoint:
         print(f'epoch {checkpoint["epoch"]}')
 

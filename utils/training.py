@@ -12,215 +12,254 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, Dataset
 
 from data.tasks import NOISE_SIGMAS, train_task
 from data.test_sets import TestSet, find_test_sets
 from data.train_set import CleanPatchSource, TrainDataset, WithCleanPatches
-from net import MODELS, Critic, set_activation_checkpointing
-from net.critic import OFFICIAL_WIDTH
+from net import MODELS, Critic, set_activation_checkpointing, start_near_identity
 from options import TrainConfig
 from utils import distributed, precision
 from utils.acceleration import for_training
 from utils.checkpoint import (
-    FORMAT,
-    VERSION,
-    CheckpointError,
-    export_maps,
-    load_checkpoint,
-    load_network_state,
+    BEST,
+    LAST,
+    epoch_file,
     model_spec,
-    save_checkpoint,
+    prune_epoch_files,
+    restore_training,
+    resume_path,
+    save_training,
+    training_state,
 )
 from utils.evaluate import evaluate
 from utils.iteration import l1_iteration, ot_iteration
 from utils.monitor import Monitor
 from utils.objective import ObjectiveWeights
-from utils.train_state import (
-    LAST,
-    capture_rng,
-    epoch_file,
-    iteration_generator,
-    prune_epoch_files,
-    restore_rng,
-    resume_path,
-)
+from utils.rng import capture_rng, iteration_generator, restore_rng
 
 OPTIMIZERS = {'RMSprop': torch.optim.RMSprop, 'Adam': torch.optim.Adam}
-# --identity_init scales the map's output convolution by this: T(x) starts next to x. Not to 0: at T(x) = x
-# exactly, the transport cost's square root has no gradient (0/0) and every map step would be skipped.
-IDENTITY_INIT_SCALE = 1e-2
+
+
+@dataclass
+class TrainingData:
+    """The training set, its sampler and loader, the batches per epoch (per process) and how many are paired."""
+
+    dataset: Dataset
+    sampler: distributed.ShardSampler
+    loader: DataLoader
+    per_epoch: int
+    paired_iterations: int
+
+
+@dataclass
+class Run:
+    """What the loop's parts share: the settings, the networks (`map`, `critic`), their optimizers and schedulers,
+    the averaged map, where the run is (`epoch` and `iteration` next, `step` iterations done), the best
+    validation PSNR, why it stops (None while it goes on) and its monitor."""
+
+    config: TrainConfig
+    runtime: distributed.Runtime
+    networks: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
+    ema: AveragedModel | None
+    precision: precision.Precision | None = None
+    monitor: Monitor | None = None
+    test_sets: list = field(default_factory=list)
+    planned_steps: int = 0
+    epoch: int = 1
+    iteration: int = 0
+    step: int = 0
+    best_psnr: float = -math.inf
+    stopped_by: str | None = None
+    resumed_from: Path | None = None
+    bad_iterations: int = 0  # consecutive iterations with a non-finite loss or gradient
+
+    def model(self) -> dict:
+        """The networks' spec, as checkpoints store it."""
+        critic = ({'patch_size': self.config.patch_size, 'width': self.config.critic_width}
+                  if 'critic' in self.networks else None)
+        return model_spec(self.config.backbone, self.config.model_args, critic)
+
+    def save(self, names: list[str]) -> None:
+        """Writes the training state as `names` (all processes call it: it gathers every process's random state)."""
+        held = {**self.networks, **({'map_ema': self.ema.module} if self.ema else {})}
+        rng = distributed.gather_checked(held, capture_rng(), self.runtime, self.step, self.config.ckpt_dir)
+        if not self.runtime.is_main:
+            return
+        config = self.config
+        training = {'steps': self.step, 'planned_steps': self.planned_steps, 'stopped_by': self.stopped_by,
+                    'precision': self.precision.to_dict(),
+                    'val_dir': str(Path(config.val_dir).resolve()) if config.val_dir else None,
+                    'val_split': config.val_split, 'chosen_by_validation': BEST in names}
+        state = training_state(
+            model=self.model(), networks=self.networks, optimizers=self.optimizers, schedulers=self.schedulers,
+            ema=self.ema.module if self.ema else None, ema_updates=int(self.ema.n_averaged) if self.ema else 0,
+            ema_decay=config.ema, position={'epoch': self.epoch, 'iteration': self.iteration, 'step': self.step,
+                                            'best_psnr': self.best_psnr},
+            rng=rng, world_size=self.runtime.world_size, config=config.to_dict(), training=training)
+        save_training(state, config.ckpt_dir, names)
+
+    def validate(self) -> None:
+        """Scores the map on the validation sets (rank 0) and keeps it as best.pth if its mean PSNR is the best yet
+        (the averaged map where the run keeps one; the raw one is scored too)."""
+        if not self.test_sets:
+            return
+        mean_psnr = None
+        if self.runtime.is_main:
+            scored = {'': self.ema.module, 'raw': self.networks['map']} if self.ema else {'': self.networks['map']}
+            means = {}
+            for weights, network in scored.items():
+                records = evaluate(network, self.test_sets, device=self.runtime.device, tile=self.config.val_tile,
+                                   amp=self.precision.amp, progress=False)
+                means[weights] = sum(r['psnr'] for r in records) / len(records)
+                self.monitor.validation(self.step, records, means[weights], weights)
+            mean_psnr = means['']
+        mean_psnr = distributed.gather(mean_psnr, self.runtime)[0]
+        if mean_psnr > self.best_psnr:
+            self.best_psnr = mean_psnr
+            self.save([BEST])
 
 
 def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str]) -> None:
     """Trains as `config` says; `command` is the command line recorded with the run."""
-    started, device, ot = time.monotonic(), runtime.device, config.objective == 'ot'
+    started = time.monotonic()
+    run = start(config, runtime)
+    run.precision = precision.choose(config.amp, runtime.device)
+    stepping = {name: for_training(net, runtime.device, amp=run.precision.amp, compile=config.compile and name == 'map')
+                for name, net in run.networks.items()}
+    data = training_data(config, runtime)
+    run.planned_steps = min(config.nEpochs * data.per_epoch, config.max_iters or math.inf)
+    run.test_sets = validation_sets(config, data.dataset.held_out)
+    run.monitor = Monitor(config.log_dir, enabled=runtime.is_main, start_step=run.step, total_steps=run.planned_steps,
+                          log_every=config.log_every, image_every=config.image_every)
+    run.monitor.record_run({**config.to_dict(), 'precision': run.precision.to_dict()}, command)
+    run.monitor.message(f'precision: {run.precision.describe()}')
+    if run.resumed_from is not None:
+        run.monitor.message(f'resumed from {run.resumed_from}: epoch {run.epoch}, iteration {run.iteration}, '
+                            f'{run.step} done')
+    weights = ObjectiveWeights(sigma=config.sigma, Sigma=config.Sigma, fourier=not config.no_fourier)
+    sync = distributed.GradientSync(runtime)
+    run.stopped_by = stop_reason(config, run.step, started, sync)
+    while run.stopped_by is None and run.epoch <= config.nEpochs:
+        run_epoch(run, data, stepping, weights, sync, started)
+    if runtime.is_main:
+        run.monitor.message(f'{run.stopped_by or "all epochs done"} after {run.step} iterations. Checkpoints: '
+                            f'{config.ckpt_dir} (last_map.pth for test.py); logs: tensorboard --logdir '
+                            f'{config.log_dir}')
+    run.monitor.close()
+
+
+def start(config: TrainConfig, runtime: distributed.Runtime) -> Run:
+    """The networks, optimizers, schedulers and averaged map of a new run (seeded by `--seed`), or of the run
+    `--resume` names, restored where it stopped; the same weights in every process."""
     torch.manual_seed(config.seed)
+    device = runtime.device
     networks = {'map': MODELS[config.backbone](**config.model_args).to(device)}
     set_activation_checkpointing(networks['map'], config.checkpointing)
-    if config.identity_init:  # every map ends in a convolution `output` whose result is added to its input
-        with torch.no_grad():
-            for parameter in networks['map'].output.parameters():
-                parameter.mul_(IDENTITY_INIT_SCALE)
-    if ot:
+    if config.identity_init:
+        start_near_identity(networks['map'])
+    if config.objective == 'ot':
         networks['critic'] = Critic(config.patch_size, config.critic_width).to(device)
     lrs = {'map': config.map_lr or config.lr / 2, 'critic': config.lr}
     optimizers = {name: OPTIMIZERS[config.optimizer](net.parameters(), lr=lrs[name]) for name, net in networks.items()}
     schedulers = {name: make_scheduler(opt, config) for name, opt in optimizers.items()}
     # --ema: an exponential moving average of the map's weights, updated after every applied map step.
     ema = AveragedModel(networks['map'], multi_avg_fn=get_ema_multi_avg_fn(config.ema)) if config.ema else None
-    start_epoch, first_iteration, step, best_psnr = 1, 0, 0, -math.inf
-    resume = resume_path(config.resume, config.ckpt_dir)
-    if resume is not None:
-        start_epoch, first_iteration, step, best_psnr = restore(resume, networks, optimizers, schedulers, config,
-                                                                runtime, ema)
+    run = Run(config, runtime, networks, optimizers, schedulers, ema)
+    path = resume_path(config.resume, config.ckpt_dir)
+    if path is not None:
+        state = restore_training(path, run.model(), networks, optimizers, schedulers, ema.module if ema else None,
+                                 config.ema, device)
+        if ema is not None:
+            ema.n_averaged.fill_(state['map_ema_updates'])
+        if len(state['rng']) == runtime.world_size:
+            restore_rng(state['rng'][runtime.rank])
+        else:
+            warnings.warn(f'{path} was written by {len(state["rng"])} processes, this run has {runtime.world_size}: '
+                          'the global random states are not restored (iteration seeds and data order still are)',
+                          RuntimeWarning, stacklevel=2)
+        run.epoch, run.iteration, run.step = state['epoch'], state['iteration'], state['step']
+        run.best_psnr, run.resumed_from = state.get('best_psnr', -math.inf), path
     for network in networks.values():
         distributed.broadcast_state(network, runtime)
-    chosen = precision.choose(config.amp, device)
-    stepping = {name: for_training(net, device, amp=chosen.amp, compile=config.compile and name == 'map')
-                for name, net in networks.items()}
+    return run
 
-    dataset, sampler, loader, per_epoch, paired_iterations = training_data(config, runtime)
-    total = min(config.nEpochs * per_epoch, config.max_iters or math.inf)
-    test_sets = validation_sets(config, dataset.held_out)
 
-    monitor = Monitor(config.log_dir, enabled=runtime.is_main, start_step=step, total_steps=total,
-                      log_every=config.log_every, image_every=config.image_every)
-    monitor.record_run({**config.to_dict(), 'precision': chosen.to_dict()}, command)
-    monitor.message(f'precision: {chosen.describe()}')
-    if resume is not None:
-        monitor.message(f'resumed from {resume}: epoch {start_epoch}, iteration {first_iteration}, {step} done')
-    weights = ObjectiveWeights(sigma=config.sigma, Sigma=config.Sigma, fourier=not config.no_fourier)
-    sync = distributed.GradientSync(runtime)
-
-    def save(names: list[str], epoch: int, iteration: int) -> None:
-        """Writes the training state (all processes call it: it gathers every process's random state)."""
-        held = {**networks, **({'map_ema': ema.module} if ema else {})}
-        gathered = distributed.gather((capture_rng(), _fingerprint(held)), runtime)
-        fingerprints = [fingerprint for _, fingerprint in gathered]
-        if not all(math.isfinite(value) for fingerprint in fingerprints for value in fingerprint):
-            raise SystemExit(f'non-finite weights after {step} iterations; nothing was saved over the checkpoints '
-                             f'in {config.ckpt_dir}. Lower --lr, or resume from them')
-        if len(set(fingerprints)) > 1:
-            raise RuntimeError(f'the processes hold different weights after {step} iterations; this is a bug in '
-                               'the gradient averaging (utils.distributed.GradientSync). Nothing was saved')
-        if not runtime.is_main:
-            return
-        rng = [state for state, _ in gathered]
-        state = {'format': FORMAT, 'version': VERSION, 'model': model_spec(config.backbone, _plain(config.model_args)),
-                 **{name: net.state_dict() for name, net in networks.items()},
-                 **{f'{name}_optimizer': opt.state_dict() for name, opt in optimizers.items()},
-                 **{f'{name}_scheduler': s.state_dict() for name, s in schedulers.items()},
-                 'epoch': epoch, 'iteration': iteration, 'step': step, 'best_psnr': best_psnr, 'rng': rng,
-                 'world_size': runtime.world_size, 'config': config.to_dict(),
-                 'training': {'steps': step, 'planned_steps': total, 'stopped_by': stop, 'precision': chosen.to_dict(),
-                              'val_dir': str(Path(config.val_dir).resolve()) if config.val_dir else None,
-                              'val_split': config.val_split,
-                              'chosen_by_validation': 'best.pth' in names}}
-        if ot:
-            state['critic_patch_size'], state['critic_width'] = config.patch_size, config.critic_width
-        if ema is not None:
-            state.update(map_ema=ema.module.state_dict(), map_ema_updates=int(ema.n_averaged), ema_decay=config.ema)
-        for name in names:
-            save_checkpoint(state, Path(config.ckpt_dir) / name)
-        for name, stem in ((LAST, 'last'), ('best.pth', 'best')):  # test.py's files, as new as the checkpoints
-            if name in names:
-                export_maps(state, config.ckpt_dir, stem)
-
-    def validate(epoch: int, iteration: int) -> None:
-        """Scores the map on the test sets (rank 0) and keeps it as best.pth if its mean PSNR is the best yet;
-        (epoch, iteration) is where a run resumed from best.pth goes on."""
-        nonlocal best_psnr
-        if not test_sets:
-            return
-        mean_psnr = None
-        if runtime.is_main:
-            scored = {'': ema.module, 'raw': networks['map']} if ema else {'': networks['map']}
-            means = {}  # '': the weights kept as best and exported (the EMA where there is one); 'raw'
-            for weights, network in scored.items():
-                records = evaluate(network, test_sets, device=device, tile=config.val_tile, amp=chosen.amp,
-                                   progress=False)
-                means[weights] = sum(r['psnr'] for r in records) / len(records)
-                monitor.validation(step, records, means[weights], weights)
-            mean_psnr = means['']
-        mean_psnr = distributed.gather(mean_psnr, runtime)[0]
-        if mean_psnr > best_psnr:
-            best_psnr = mean_psnr
-            save(['best.pth'], epoch, iteration)
-
-    bad, stop = 0, stop_reason(config, step, started, sync)
-    for epoch in range(start_epoch, config.nEpochs + 1):
-        if stop:
+def run_epoch(run: Run, data: TrainingData, stepping: dict, weights: ObjectiveWeights,
+              sync: distributed.GradientSync, started: float) -> None:
+    """The iterations of epoch `run.epoch` from `run.iteration` on, until it ends or the run stops (the one place
+    `run.stopped_by` is set), then, where the epoch ended, its end: schedulers, checkpoints, validation."""
+    config, device = run.config, run.runtime.device
+    data.dataset.set_epoch(run.epoch)
+    data.sampler.set_epoch(run.epoch, run.iteration * config.batchSize)
+    fetched = time.perf_counter()
+    for batch in data.loader:
+        if run.iteration >= data.per_epoch:
             break
-        dataset.set_epoch(epoch)
-        sampler.set_epoch(epoch, first_iteration * config.batchSize)
-        iteration, fetched = first_iteration, time.perf_counter()
-        for batch in loader:
-            if iteration >= per_epoch:
-                break
-            begun = time.perf_counter()
-            paired = iteration < paired_iterations
-            degraded, target = batch['lq'].to(device), batch['gt'].to(device)
-            if ot:
-                clean = batch['clean'].to(device) if not paired and 'clean' in batch else target
-                alpha = torch.rand(len(degraded), 1, 1, 1, generator=iteration_generator(config.seed, runtime.rank,
-                                                                                         step)).to(device)
-                terms = ot_iteration(stepping['map'], stepping['critic'], optimizers['map'], optimizers['critic'],
-                                     degraded, batch['task'].to(device), clean, target if paired else None, weights,
-                                     alpha=alpha, sync=sync)
-            else:
-                terms = l1_iteration(stepping['map'], optimizers['map'], degraded, target, sync=sync)
-            step, iteration = step + 1, iteration + 1
-            if ema is not None and not terms['map_skipped']:
-                ema.update_parameters(networks['map'])
-            bad = bad + 1 if terms['skipped'] else 0
-            monitor.iteration(step, epoch, iteration, paired, terms,
-                              {name: opt.param_groups[0]['lr'] for name, opt in optimizers.items()},
+        begun, paired = time.perf_counter(), run.iteration < data.paired_iterations
+        degraded, target = batch['lq'].to(device), batch['gt'].to(device)
+        if 'critic' in stepping:
+            clean = batch['clean'].to(device) if not paired and 'clean' in batch else target
+            alpha = torch.rand(len(degraded), 1, 1, 1, generator=iteration_generator(
+                config.seed, run.runtime.rank, run.step)).to(device)
+            terms = ot_iteration(stepping['map'], stepping['critic'], run.optimizers['map'], run.optimizers['critic'],
+                                 degraded, batch['task'].to(device), clean, target if paired else None, weights,
+                                 alpha=alpha, sync=sync)
+        else:
+            terms = l1_iteration(stepping['map'], run.optimizers['map'], degraded, target, sync=sync)
+        run.step, run.iteration = run.step + 1, run.iteration + 1
+        if run.ema is not None and not terms['map_skipped']:
+            run.ema.update_parameters(run.networks['map'])
+        run.bad_iterations = run.bad_iterations + 1 if terms['skipped'] else 0
+        run.monitor.iteration(run.step, run.epoch, run.iteration, paired, terms,
+                              {name: opt.param_groups[0]['lr'] for name, opt in run.optimizers.items()},
                               data_time=begun - fetched, step_time=time.perf_counter() - begun)
-            if monitor.wants_images(step):
-                with torch.no_grad():
-                    monitor.images(step, degraded, networks['map'](degraded)[0], target)
-            if bad >= config.max_bad_iters:
-                monitor.close()
-                raise SystemExit(f'stopped: {bad} consecutive iterations had a non-finite loss or gradient '
-                                 f'(--max_bad_iters {config.max_bad_iters}); the last good checkpoint is '
-                                 f'{Path(config.ckpt_dir) / LAST}. Lower --lr, check the data, or resume from it')
-            stop = stop_reason(config, step, started, sync)
-            if (stop or step % config.save_every == 0) and iteration < per_epoch:  # the epoch's end saves below
-                save([LAST], epoch, iteration)
-            if config.val_every and step % config.val_every == 0:
-                validate(epoch, iteration)
-            if stop:
-                break
-            fetched = time.perf_counter()
-        if stop and iteration < per_epoch:
+        if run.monitor.wants_images(run.step):
+            with torch.no_grad():
+                run.monitor.images(run.step, degraded, run.networks['map'](degraded)[0], target)
+        if run.bad_iterations >= config.max_bad_iters:
+            run.monitor.close()
+            raise SystemExit(f'stopped: {run.bad_iterations} consecutive iterations had a non-finite loss or gradient '
+                             f'(--max_bad_iters {config.max_bad_iters}); the last good checkpoint is '
+                             f'{Path(config.ckpt_dir) / LAST}. Lower --lr, check the data, or resume from it')
+        run.stopped_by = stop_reason(config, run.step, started, sync)
+        if (run.stopped_by or run.step % config.save_every == 0) and run.iteration < data.per_epoch:
+            run.save([LAST])  # (the epoch's end saves below)
+        if config.val_every and run.step % config.val_every == 0:
+            run.validate()
+        if run.stopped_by:
             break
-        for scheduler in schedulers.values():
-            scheduler.step()
-        if config.skip_unreadable:
-            monitor.message(f'epoch {epoch}: {dataset.skipped_unreadable} unreadable training samples replaced so '
-                            'far in this process (--skip_unreadable)')
-        first_iteration = 0
-        save([LAST] if config.keep_epochs == 0 else [LAST, epoch_file(epoch)], epoch + 1, 0)
-        if config.keep_epochs and runtime.is_main:
-            prune_epoch_files(config.ckpt_dir, config.keep_epochs)
-        if not config.val_every:
-            validate(epoch + 1, 0)
-        if stop:
-            break
-
-    if runtime.is_main:
-        monitor.message(f'{stop or "all epochs done"} after {step} iterations. Checkpoints: {config.ckpt_dir} '
-                        f'(last_map.pth for test.py); logs: tensorboard --logdir {config.log_dir}')
-    monitor.close()
+        fetched = time.perf_counter()
+    if run.iteration >= data.per_epoch:
+        end_epoch(run, data)
 
 
-def training_data(config: TrainConfig, runtime: distributed.Runtime
-                  ) -> tuple[Dataset, distributed.ShardSampler, DataLoader, int, int]:
+def end_epoch(run: Run, data: TrainingData) -> None:
+    """After the last iteration of an epoch: the schedulers step, last.pth and epoch_NNNN.pth are written (the
+    older epoch files pruned), and without --val_every the map is validated."""
+    config = run.config
+    for scheduler in run.schedulers.values():
+        scheduler.step()
+    if config.skip_unreadable:
+        run.monitor.message(f'epoch {run.epoch}: {data.dataset.skipped_unreadable} unreadable training samples '
+                            'replaced so far in this process (--skip_unreadable)')
+    run.epoch, run.iteration = run.epoch + 1, 0
+    run.save([LAST] if config.keep_epochs == 0 else [LAST, epoch_file(run.epoch - 1)])
+    if config.keep_epochs and run.runtime.is_main:
+        prune_epoch_files(config.ckpt_dir, config.keep_epochs)
+    if not config.val_every:
+        run.validate()
+
+
+def training_data(config: TrainConfig, runtime: distributed.Runtime) -> TrainingData:
     """The training set, its sampler and loader, the iterations per epoch and how many of them are paired."""
     data_args = dict(roots=config.train_roots, de_types=config.de_type, patch_size=config.patch_size,
                      replication=config.replication or None, seed=config.seed, cache=config.cache,
@@ -235,7 +274,7 @@ def training_data(config: TrainConfig, runtime: distributed.Runtime
     sampler = distributed.ShardSampler(dataset, runtime, seed=config.seed)
     loader = DataLoader(dataset, config.batchSize, sampler=sampler, num_workers=config.threads,
                         pin_memory=runtime.device.type == 'cuda', persistent_workers=config.threads > 0)
-    return dataset, sampler, loader, per_epoch, paired_iterations
+    return TrainingData(dataset, sampler, loader, per_epoch, paired_iterations)
 
 
 def stop_reason(config: TrainConfig, step: int, started: float, sync: distributed.GradientSync) -> str | None:
@@ -253,47 +292,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> tor
     if config.lr_schedule == 'cosine':
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.nEpochs)
     return torch.optim.lr_scheduler.StepLR(optimizer, config.step, gamma=0.1)
-
-
-def restore(path: Path, networks: dict, optimizers: dict, schedulers: dict, config: TrainConfig,
-            runtime: distributed.Runtime, ema: AveragedModel | None = None) -> tuple[int, int, int, float]:
-    """Loads a training checkpoint into the networks, optimizers, schedulers and the EMA; returns where it
-    stopped."""
-    state = load_checkpoint(path, map_location=runtime.device)
-    # Checked first, so that an export is not reported as a missing critic (trainer.py writes the critic's
-    # state together with critic_patch_size, checked below).
-    if any(key not in state for key in ('map_optimizer', 'map_scheduler', 'epoch', 'iteration', 'step', 'rng')):
-        raise CheckpointError(f'{path} is not a training checkpoint of trainer.py (a weights-only export?); '
-                              'resume from last.pth, best.pth or epoch_NNNN.pth')
-    expected = model_spec(config.backbone, _plain(config.model_args))
-    if _plain(state['model']) != expected:
-        raise CheckpointError(f'{path} holds {state["model"]}, but the flags ask for {expected}: give the same '
-                              '--backbone/--dim/--num_blocks/--heads (or --preset), or another --ckpt_dir')
-    if 'critic' in networks and state.get('critic_patch_size') != config.patch_size:
-        raise CheckpointError(f'{path} has a critic for --patch_size {state.get("critic_patch_size")} (or none: '
-                              f'--objective l1), not {config.patch_size}; resume with the flags it was trained with')
-    if 'critic' in networks and state.get('critic_width', OFFICIAL_WIDTH) != config.critic_width:
-        raise CheckpointError(f'{path} has a critic of --critic_width {state.get("critic_width", OFFICIAL_WIDTH)}, '
-                              f'not {config.critic_width}; resume with the flags it was trained with')
-    if state.get('ema_decay') != config.ema:
-        kept = f'an EMA of decay {state["ema_decay"]:g}' if state.get('ema_decay') else 'no EMA'
-        asked = f'--ema {config.ema:g}' if config.ema else 'none'
-        raise CheckpointError(f'{path} keeps {kept}, but the flags ask for {asked}; resume with the --ema it was '
-                              'trained with')
-    if ema is not None:
-        load_network_state(ema.module, state['map_ema'], source=f'{path} (map_ema)')
-        ema.n_averaged.fill_(state['map_ema_updates'])
-    for name, network in networks.items():
-        load_network_state(network, state[name], source=f'{path} ({name})')
-        optimizers[name].load_state_dict(state[f'{name}_optimizer'])
-        schedulers[name].load_state_dict(state[f'{name}_scheduler'])
-    if len(state['rng']) == runtime.world_size:
-        restore_rng(state['rng'][runtime.rank])
-    else:
-        warnings.warn(f'{path} was written by {len(state["rng"])} processes, this run has {runtime.world_size}: the '
-                      'global random states are not restored (iteration seeds and data order still are)',
-                      RuntimeWarning, stacklevel=2)
-    return state['epoch'], state['iteration'], state['step'], state.get('best_psnr', -math.inf)
 
 
 def validation_sets(config: TrainConfig, held_out: dict[str, tuple]) -> list:
@@ -315,15 +313,3 @@ def validation_sets(config: TrainConfig, held_out: dict[str, tuple]) -> list:
         raise SystemExit('--val_dir ' + config.val_dir + ': ' + '; '.join(missing)
                          + '. Give --val_tasks with the tasks that exist there')
     return test_sets
-
-
-def _fingerprint(networks: dict) -> tuple[float, ...]:
-    """A checksum of each network's weights, to check that every process holds the same ones."""
-    return tuple(sum(p.detach().double().sum().item() for p in net.parameters()) for net in networks.values())
-
-
-def _plain(value: object) -> object:
-    """Tuples -> lists, recursively: the form a checkpoint stores."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    return [_plain(item) for item in value] if isinstance(value, (list, tuple)) else value

@@ -1,4 +1,4 @@
-"""What makes a resumed run repeat an uninterrupted one: random states, per-iteration seeds, which file to resume.
+"""What makes a resumed run repeat an uninterrupted one: random states and per-iteration seeds.
 
 Randomness inside an iteration (the gradient-penalty weights alpha, the clean patches an unpaired critic
 sees) comes from `iteration_generator(seed, rank, step)`: a function of where the run is, not of what ran
@@ -10,34 +10,10 @@ The captured states are plain tensors, ints and floats, so checkpoints still loa
 from __future__ import annotations
 
 import random
-import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
-
-LAST = 'last.pth'
-_EPOCH_FILE = re.compile(r'epoch_(\d+)\.pth$')
-
-
-def epoch_file(epoch: int) -> str:
-    """Name of the checkpoint written at the end of `epoch`."""
-    return f'epoch_{epoch:04d}.pth'
-
-
-def _epoch_files(ckpt_dir: str | Path) -> list[Path]:
-    """The epoch_NNNN.pth files of `ckpt_dir`, oldest first."""
-    epochs = sorted((int(match.group(1)), path) for path in Path(ckpt_dir).glob('epoch_*.pth')
-                    if (match := _EPOCH_FILE.search(path.name)))
-    return [path for _, path in epochs]
-
-
-def prune_epoch_files(ckpt_dir: str | Path, keep: int) -> None:
-    """Deletes all but the newest `keep` epoch_NNNN.pth files of `ckpt_dir`."""
-    epochs = _epoch_files(ckpt_dir)
-    for path in epochs[:max(len(epochs) - keep, 0)]:
-        path.unlink()
 
 
 def iteration_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -77,16 +53,3 @@ def restore_rng(state: dict) -> None:
             warnings.warn(f'the checkpoint holds CUDA generator states of {len(state["cuda"])} GPUs, this machine has '
                           f'{torch.cuda.device_count()}: CUDA random numbers will differ from the interrupted run',
                           RuntimeWarning, stacklevel=2)
-
-
-def resume_path(resume: str, ckpt_dir: str | Path) -> Path | None:
-    """The checkpoint `--resume` names: None for 'none'; for 'auto' the newest in `ckpt_dir`, if any."""
-    if resume == 'none':
-        return None
-    if resume != 'auto':
-        return Path(resume)
-    ckpt_dir = Path(ckpt_dir)
-    if (ckpt_dir / LAST).is_file():
-        return ckpt_dir / LAST
-    epochs = _epoch_files(ckpt_dir)
-    return epochs[-1] if epochs else None
