@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,10 +165,49 @@ def _decay(text: str) -> float:
     return value
 
 
+PRESET_USES = {  # what each preset is for, shown by --help beside what it sets
+    'paper': "the paper's setting (the official defaults)",
+    'small': 'a smaller map, for a quick run on one GPU',
+    'tiny': 'an iteration in well under a second on a laptop CPU: smoke tests and debugging',
+    'demo': "the README's main job, on the built-in demo data (python -m data.demo)",
+}
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """The --help of trainer.py and test.py: each flag's default after its help (none where it has no value or
+    its help says what unset means), descriptions as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False) or 'default:' in (action.help or ''):
+            return action.help or ''
+        return super()._get_help_string(action)
+
+
+def _as_flags(values: dict) -> str:
+    """A preset's values as the flags that would set them."""
+    def flag(key: str, value) -> str:
+        if isinstance(value, bool):
+            return f'--{key}' if value else f'--no-{key}'
+        shown = ' '.join(map(str, value)) if isinstance(value, (list, tuple)) else value
+        return f'--{key} {shown}'
+    return ' '.join(flag(key, value) for key, value in values.items())
+
+
+def _preset_description() -> str:
+    entries = [f'{name}: {PRESET_USES[name]}. Sets ' + (_as_flags(values) or 'nothing: the defaults below')
+               for name, values in PRESETS.items()]
+    wrapped = [textwrap.fill(entry, width=100, subsequent_indent='    ') for entry in entries]
+    return ('A preset sets the defaults of the flags it names; a flag given explicitly wins. '
+            '`--preset NAME --help`\nshows the defaults under NAME.\n' + '\n'.join(wrapped))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description='Train DA-RCOT (degradation-aware residual-conditioned optimal '
-                                                 'transport) for all-in-one image restoration.')
+                                                 'transport) for all-in-one image restoration.',
+                                     formatter_class=HelpFormatter)
     default = TrainConfig()
+    presets = parser.add_argument_group('presets', _preset_description())
+    presets.add_argument('--preset', choices=tuple(PRESETS), default='paper', help='the preset to start from')
     paper = parser.add_argument_group('the paper\'s flags')
     paper.add_argument('--batchSize', type=_positive_int, default=default.batchSize,
                        help='patches per iteration and process')
@@ -180,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     paper.add_argument('--step', type=_positive_int, default=default.step, help='both lrs x0.1 every STEP epochs')
     paper.add_argument('--lr_schedule', choices=('step', 'cosine'), default=default.lr_schedule,
                        help='step: x0.1 every --step epochs (official); cosine: both lrs annealed to 0 over --nEpochs')
-    paper.add_argument('--optimizer', choices=('RMSprop', 'Adam'), default=default.optimizer)
+    paper.add_argument('--optimizer', choices=('RMSprop', 'Adam'), default=default.optimizer,
+                       help='the optimiser of the map and the critic (the official RMSprop, torch defaults)')
     paper.add_argument('--pairnum', type=_non_negative_int, default=default.pairnum,
                        help='paired samples per epoch; later iterations are unpaired (0: all unpaired)')
     paper.add_argument('--Sigma', type=_non_negative_float, default=default.Sigma, help='weight of the paired L1 term')
@@ -191,21 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help='training patch size, a multiple of 32 (the critic needs it)')
     paper.add_argument('--type', default=default.type, help='run tag: names the default log and checkpoint folders')
     add_device_flag(paper, official_alias=True)
-    paper.add_argument('--backbone', choices=BACKBONES, default=default.backbone)
+    paper.add_argument('--backbone', choices=BACKBONES, default=default.backbone,
+                       help='the transport map: MRCNet (the paper), RCNet (the RCOT map: conditioned at the latent '
+                            'only), Restormer (one pass, no residual conditioning)')
     paper.add_argument('--resume', nargs='?', const='auto', default=default.resume, metavar='{auto,none,PATH}',
                        help='continue an interrupted run: alone or auto, from the newest checkpoint in --ckpt_dir (if '
                             'any); or from a checkpoint PATH; none starts afresh')
     paper.add_argument('--threads', type=_non_negative_int, default=default.threads, help='data loader workers')
-    paper.add_argument('--seed', type=int, default=default.seed)
+    paper.add_argument('--seed', type=int, default=default.seed,
+                       help='seeds the weights, the patches, the noise and --val_split')
 
     size = parser.add_argument_group('size of the transport map')
-    size.add_argument('--preset', choices=tuple(PRESETS), default='paper',
-                      help='defaults for a use: paper (the paper), small, tiny (smoke tests), demo (the main job)')
-    size.add_argument('--dim', type=_positive_int, default=default.dim)
-    size.add_argument('--num_blocks', type=_positive_int, nargs=4, default=list(default.num_blocks))
-    size.add_argument('--num_refinement_blocks', type=_positive_int, default=default.num_refinement_blocks)
-    size.add_argument('--heads', type=_positive_int, nargs=4, default=list(default.heads))
-    size.add_argument('--ffn_expansion_factor', type=_positive_float, default=default.ffn_expansion_factor)
+    size.add_argument('--dim', type=_positive_int, default=default.dim,
+                      help='channels of the first level (x2 per level)')
+    size.add_argument('--num_blocks', type=_positive_int, nargs=4, default=list(default.num_blocks),
+                      help='transformer blocks at each of the four levels')
+    size.add_argument('--num_refinement_blocks', type=_positive_int, default=default.num_refinement_blocks,
+                      help='transformer blocks of the refinement stage after the decoder')
+    size.add_argument('--heads', type=_positive_int, nargs=4, default=list(default.heads),
+                      help='attention heads at each level (each must divide its channels)')
+    size.add_argument('--ffn_expansion_factor', type=_positive_float, default=default.ffn_expansion_factor,
+                      help='hidden channels of the gated feed-forward network, as a multiple of its input')
     size.add_argument('--identity_init', action=argparse.BooleanOptionalAction, default=default.identity_init,
                       help="shrink the map's output convolution 100-fold, so that training starts next to the "
                            'identity T(x) = x (not in the official code; short runs learn faster)')
@@ -317,8 +364,10 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def parse_flags(argv: list[str] | None = None) -> TrainConfig:
     """`parse_args` without the map-size check, and so without importing torch."""
+    only_preset = argparse.ArgumentParser(add_help=False)  # read before --help, which shows the preset's defaults
+    only_preset.add_argument('--preset', choices=tuple(PRESETS), default='paper')
+    preset = only_preset.parse_known_args(argv)[0].preset
     parser = build_parser()
-    preset = parser.parse_known_args(argv)[0].preset
     parser.set_defaults(**PRESETS[preset])
     args = vars(parser.parse_args(argv))
     try:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from data.image_io import list_images
 from data.layouts import DataLayoutError
 from data.test_sets import PROTOCOLS, TEST_TASKS, find_test_sets
-from options import TILE_OVERLAP, add_amp_flags, add_device_flag, tile_problem
+from options import TILE_OVERLAP, HelpFormatter, add_amp_flags, add_device_flag, tile_problem
 from utils import allocator
 
 if TYPE_CHECKING:
@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from utils import precision
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument('--ckpt', required=True, type=Path,
                         help='checkpoint from trainer.py, its inference export, a .safetensors or .onnx model '
                              'file (python -m utils.export), or an official DA-RCOT .pth')
@@ -64,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     evaluation.add_argument('--dump_embeddings', action='store_true',
                             help='write the pooled residual embeddings (TensorBoard projector, 2-D plot)')
     rerun = evaluation.add_mutually_exclusive_group()
-    rerun.add_argument('--resume', action='store_true', help='keep the images a previous run finished')
+    rerun.add_argument('--resume', action='store_true',
+                       help='continue an interrupted run: keep the images it finished')
     rerun.add_argument('--overwrite', action='store_true', help='replace the results of a previous run')
     photos = parser.add_argument_group('restoring images without ground truth')
     photos.add_argument('--input', type=Path, help='an image, or a folder of images (searched recursively)')
@@ -75,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_device_flag(runtime)
     add_amp_flags(runtime)
     runtime.add_argument('--no_progress', action='store_true', help='no progress bar')
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     check_args(parser, args)
     return args

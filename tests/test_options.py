@@ -1,6 +1,9 @@
 """`options.parse_args`: the official README's commands, presets, the resolved config, and errors that name the flag."""
 
 import json
+import os
+import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -117,3 +120,53 @@ def test_resume_alone_means_auto_as_in_test_py():
     assert parse_args(['--resume']).resume == 'auto'
     assert parse_args([]).resume == 'none'
     assert parse_args(['--device', 'cpu']).device == 'cpu' and parse_args([]).device == 'auto'
+
+
+def help_entries(script: str, *argv: str) -> dict[str, str]:
+    """`script --help` as {first flag of an entry: its whole text, whitespace collapsed}."""
+    env = {**os.environ, 'COLUMNS': '200'}
+    text = subprocess.run([sys.executable, script, *argv, '--help'], cwd=ROOT, capture_output=True, text=True,
+                          check=True, env=env).stdout
+    entries: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith('  -'):
+            current = line.split()[0].rstrip(',')
+            entries[current] = [line]
+        elif current and line.startswith('   '):
+            entries[current].append(line)
+        else:
+            current = None
+    return {flag: ' '.join(' '.join(lines).split()) for flag, lines in entries.items()}
+
+
+def test_the_two_help_outputs_agree_on_every_shared_flag():
+    from options import build_parser
+
+    def actions(parser):
+        return {flag: action for action in parser._actions for flag in action.option_strings}
+
+    trainer, tester = actions(build_parser()), actions(runpy.run_path(str(ROOT / 'test.py'))['build_parser']())
+    shared = (set(trainer) & set(tester)) - {'-h', '--help'}
+    assert {'--device', '--amp', '--no-amp', '--resume'} <= shared
+    for flag in shared - {'--resume', '--sigma'}:  # test.py --sigma: a deprecated alias, named as such
+        assert (trainer[flag].help, trainer[flag].default) == (tester[flag].help, tester[flag].default), flag
+    # --resume continues training in one and an evaluation in the other: the same words say so in both.
+    assert all(entries['--resume'].help.startswith('continue an interrupted run') for entries in (trainer, tester))
+    assert '--device DEVICE' in help_entries('test.py')['--device']
+
+
+def test_help_documents_every_flag_and_what_each_preset_sets():
+    from options import build_parser
+
+    assert [action.option_strings for action in build_parser()._actions if not action.help] == []
+    text = subprocess.run([sys.executable, 'trainer.py', '--help'], cwd=ROOT, capture_output=True, text=True,
+                          check=True, env={**os.environ, 'COLUMNS': '200'}).stdout
+    presets = text.split('\npresets:\n')[1].split('\n\n')[0]
+    entries = dict(re.findall(r'^  (\w+): (.*?)(?=^  \w+: |\Z)', presets, re.M | re.S))
+    assert set(entries) == set(PRESETS)
+    for name, values in PRESETS.items():
+        entry = ' '.join(entries[name].split())
+        assert all(f'--{key} ' in entry + ' ' or f'--no-{key} ' in entry + ' ' for key in values), name
+    assert '(default: 128)' in help_entries('trainer.py')['--patch_size']
+    assert '(default: 32)' in help_entries('trainer.py', '--preset', 'demo')['--patch_size']
