@@ -6,7 +6,7 @@ layouts of `data.layouts` (the same code reads them as it reads the paper's data
 (less its top-right quarter), coffee (left part), rocket, the left stereo view of the motorcycle (left part),
 the immunohistochemistry slide, and the grey camera and coins; testing uses the held-out regions of
 astronaut, coffee and the motorcycle, and chelsea (the cat), 256 x 256 each. The degradations are those
-of `data.degradations` (haze on the motorcycle uses its stereo disparity as depth), calibrated so that the
+of `data.synthetic` (haze on the motorcycle uses its stereo disparity as depth), calibrated so that the
 demo test set's mean input PSNR matches the real benchmarks (`PSNR_TARGETS`). The build is seeded and
 deterministic, takes seconds, and is written to a temporary folder that replaces `<root>` when complete.
 """
@@ -23,16 +23,16 @@ import numpy as np
 import skimage.data
 from skimage.metrics import peak_signal_noise_ratio
 
-from data import degradations as deg
+from data import synthetic
 from data.image_io import write_rgb
+from data.noise import add_gaussian_noise
 from data.test_sets import find_test_sets
 
 DEMO_VERSION = 3  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
 MANIFEST = 'demo.json'
 MIXED_SIGMA = 15
-# Blurred versions of each training photograph, each by its own random kernel: a map learns blind deblurring
-# only from many kernels (trained on blur alone for 300 iterations, 16 kernels gained +0.11 dB on the test
-# set and 128 kernels +0.23 dB).
+# Blurred versions of each training photograph, each by its own random kernel: blind deblurring is learnt from
+# many kernels, not from one per photograph.
 BLUR_VARIANTS = 6
 MIXED_FIRST = ('haze', 'rain', 'lowlight', 'blur')  # the first degradation of each mixed image, in turn
 # Mean input PSNR (dB, RGB, data range 255) of the real test sets the demo imitates.
@@ -62,7 +62,7 @@ def photos() -> tuple[list[Photo], list[Photo]]:
     """The training and the test photographs: distinct photographs or non-overlapping regions of one."""
     astronaut, coffee = skimage.data.astronaut(), skimage.data.coffee()
     motorcycle, _, disparity = skimage.data.stereo_motorcycle()
-    depth = deg.depth_from_disparity(disparity)
+    depth = synthetic.depth_from_disparity(disparity)
     train = [
         Photo('astronaut_bottom', astronaut[256:]),
         Photo('astronaut_topleft', astronaut[:256, :256]),
@@ -89,9 +89,9 @@ def _rng(seed: int, purpose: str, *index: int) -> np.random.Generator:
 
 def _hazy(photo: Photo, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
     """A hazy version of the photo, with its atmospheric light A and scattering coefficient beta."""
-    depth = photo.depth if photo.depth is not None else deg.random_depth(photo.image.shape[:2], rng)
+    depth = photo.depth if photo.depth is not None else synthetic.random_depth(photo.image.shape[:2], rng)
     airlight, beta = rng.uniform(0.75, 0.95), rng.uniform(0.6, 1.1)
-    return deg.add_haze(photo.image, depth, beta, airlight), airlight, beta
+    return synthetic.add_haze(photo.image, depth, beta, airlight), airlight, beta
 
 
 def _write_pair(lq_path: Path, lq: np.ndarray, gt_path: Path, gt: np.ndarray) -> None:
@@ -105,19 +105,19 @@ def _write_train(root: Path, train: list[Photo], seed: int, variants: int = 2) -
         write_rgb(root / 'Denoise' / f'{photo.name}.png', clean)
         for k in range(variants):
             n = i * variants + k + 1
-            rainy = deg.add_rain(clean, _rng(seed, 'derain', i, k))
+            rainy = synthetic.add_rain(clean, _rng(seed, 'derain', i, k))
             _write_pair(root / f'Derain/rainy/rain-{n}.png', rainy, root / f'Derain/gt/norain-{n}.png', clean)
-            dark = deg.darken(clean, _rng(seed, 'lowlight', i, k))
+            dark = synthetic.darken(clean, _rng(seed, 'lowlight', i, k))
             _write_pair(root / f'lowlight/low/{n}.png', dark, root / f'lowlight/high/{n}.png', clean)
         for k in range(BLUR_VARIANTS):  # GoPro style: a folder per sequence
-            blurred = deg.add_motion_blur(clean, _rng(seed, 'deblur', i, k))
+            blurred = synthetic.add_motion_blur(clean, _rng(seed, 'deblur', i, k))
             _write_pair(root / f'Deblur/blur/{photo.name}/{k + 1:06d}.png', blurred,
                         root / f'Deblur/sharp/{photo.name}/{k + 1:06d}.png', clean)
         for k in range(2):  # RESIDE OTS style: several hazy versions of one clean image, split into parts
             hazy, airlight, beta = _hazy(photo, _rng(seed, 'dehaze', i, k))
             write_rgb(root / f'Dehaze/synthetic/part{k + 1}/{i + 1:04d}_{airlight:.2f}_{beta:.2f}.jpg', hazy)
         write_rgb(root / f'Dehaze/original/{i + 1:04d}.png', clean)
-        single = deg.add_rain(clean, _rng(seed, 'single', i))
+        single = synthetic.add_rain(clean, _rng(seed, 'single', i))
         _write_pair(root / f'single/degraded/{photo.name}.png', single, root / f'single/target/{photo.name}.png', clean)
 
 
@@ -129,27 +129,27 @@ def _mixed(photo: Photo, i: int, seed: int) -> tuple[str, np.ndarray]:
     if first == 'haze':
         degraded = _hazy(photo, rng)[0]
     elif first == 'rain':
-        degraded = deg.add_rain(photo.image, rng)
+        degraded = synthetic.add_rain(photo.image, rng)
     elif first == 'lowlight':
-        degraded = deg.darken(photo.image, rng)
+        degraded = synthetic.darken(photo.image, rng)
     else:
-        degraded = deg.add_motion_blur(photo.image, rng)
-    return f'{photo.name}-{first}-noise{MIXED_SIGMA}', deg.add_gaussian_noise(degraded, MIXED_SIGMA, rng)
+        degraded = synthetic.add_motion_blur(photo.image, rng)
+    return f'{photo.name}-{first}-noise{MIXED_SIGMA}', add_gaussian_noise(degraded, MIXED_SIGMA, rng)
 
 
 def _write_test(root: Path, test: list[Photo], seed: int) -> None:
     for i, photo in enumerate(test):
         clean, n, name = photo.image, i + 1, photo.name
         write_rgb(root / f'denoise/demo/{name}.png', clean)
-        rainy = deg.add_rain(clean, _rng(seed, 'test-derain', i))  # Rain100L names
+        rainy = synthetic.add_rain(clean, _rng(seed, 'test-derain', i))  # Rain100L names
         _write_pair(root / f'derain/demo/input/rain-{n:03d}.png', rainy,
                     root / f'derain/demo/target/norain-{n:03d}.png', clean)
         hazy, airlight, beta = _hazy(photo, _rng(seed, 'test-dehaze', i))  # SOTS names
         _write_pair(root / f'dehaze/input/{n:04d}_{airlight:.2f}_{beta:.2f}.jpg', hazy,
                     root / f'dehaze/target/{n:04d}.png', clean)
-        blurred = deg.add_motion_blur(clean, _rng(seed, 'test-deblur', i))
+        blurred = synthetic.add_motion_blur(clean, _rng(seed, 'test-deblur', i))
         _write_pair(root / f'deblur/input/{name}.png', blurred, root / f'deblur/target/{name}.png', clean)
-        dark = deg.darken(clean, _rng(seed, 'test-lowlight', i))
+        dark = synthetic.darken(clean, _rng(seed, 'test-lowlight', i))
         _write_pair(root / f'lowlight/low/{n}.png', dark, root / f'lowlight/high/{n}.png', clean)
         mixed_name, mixed = _mixed(photo, i, seed)
         _write_pair(root / f'mixed/input/{mixed_name}.png', mixed, root / f'mixed/target/{mixed_name}.png', clean)

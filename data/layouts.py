@@ -38,7 +38,7 @@ TRAIN_LAYOUT = """\
     lowlight/low/N.png                  <-> lowlight/high/N.png     (`low_light/` is accepted too)
     single/degraded/X.png               <-> single/target/X.png     (any single degradation)"""
 TEST_LAYOUT = """\
-    denoise/<set>/               clean images (bsd68, kodak24); noise from data.degradations.test_noise
+    denoise/<set>/               clean images (bsd68, kodak24); noise from data.noise.test_noise
     derain/<set>/{input,target}  (Rain100L)
     dehaze/{input,target}        (SOTS outdoor: input 0001_0.8_0.2.jpg <-> target 0001.png)
     deblur/{input,target}        (GoPro)

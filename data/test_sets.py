@@ -3,11 +3,11 @@
 Each set serves its pairs under one size-and-noise protocol (`PROTOCOLS`):
 
 - `pad` (the default): every image at its full size (the network pads and crops back); a denoising set's
-  noisy images come from `data.degradations.test_noise`, seeded afresh for every image (seed 1850), so an
+  noisy images come from `data.noise.test_noise`, seeded afresh for every image (seed 1850), so an
   image's noise is the same whatever subset or order evaluates it.
 - `official`: what the official testers feed the network. Denoising is the official `tester_noise.py`:
   `np.random.seed(1850)` once per noise level, the clean images in sorted path order, one noise stream across
-  them (`official_noise`), then the first row and the first column dropped when a side is not a multiple of 4
+  them (`data.noise.OfficialNoise`), then the first row and the first column dropped when a side is not a multiple of 4
   (BSD68's 481 x 321 becomes 480 x 320). Every other set is trimmed at the bottom and right to a multiple of 8.
 
 Every other set pairs its files by name (`data.layouts.pair_by_name`).
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data.degradations import TEST_NOISE_SEED, add_gaussian_noise, test_noise
 from data.image_io import read_rgb, to_tensor
 from data.layouts import TEST_LAYOUT, DataLayoutError, Pair, require_complete, scan_test_task
+from data.noise import OfficialNoise, test_noise
 
 TEST_TASKS = ('denoise', 'derain', 'dehaze', 'deblur', 'lowlight')
 PROTOCOLS = ('pad', 'official')
@@ -47,28 +47,6 @@ def trim_first_row_and_column(image: np.ndarray) -> np.ndarray:
     column go (both, whichever side it is)."""
     h, w = image.shape[:2]
     return image[1:, 1:] if h % 4 or w % 4 else image
-
-
-class OfficialNoise:
-    """The official denoise tester's noise: one `np.random.seed(1850)` stream drawn image after image, in the
-    order of `clean_paths`; `noise(index)` gives image `index`'s noisy version whatever order it is asked in
-    (the stream's state before each image is kept once reached, so a resumed run draws the same noise)."""
-
-    def __init__(self, clean_paths: Sequence[Path], sigma: float, seed: int = TEST_NOISE_SEED) -> None:
-        self.clean_paths, self.sigma = tuple(clean_paths), sigma
-        self._states = {0: np.random.RandomState(seed).get_state()}  # index -> the stream before that image
-
-    def noisy(self, index: int, clean: np.ndarray) -> np.ndarray:
-        """`np.clip(clean + sigma * randn(H, W, 3), 0, 255).astype(uint8)` for image `index` of the stream."""
-        reached = max(known for known in self._states if known <= index)
-        stream = np.random.RandomState()
-        stream.set_state(self._states[reached])
-        for earlier in range(reached, index):  # draw the noise of the images before it
-            stream.standard_normal(read_rgb(self.clean_paths[earlier]).shape)
-            self._states[earlier + 1] = stream.get_state()
-        noisy = add_gaussian_noise(clean, self.sigma, stream)
-        self._states[index + 1] = stream.get_state()
-        return noisy
 
 
 class TestSet:

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset, get_worker_info
 
-from data.degradations import add_gaussian_noise
 from data.image_io import ImageReadError, read_rgb, to_tensor
 from data.layouts import DataLayoutError, Pair, train_pairs
+from data.noise import add_gaussian_noise
 from data.tasks import DE_TYPES, DEFAULT_REPLICATION, NOISE_SIGMAS, parse_de_type, train_task
 
 log = logging.getLogger(__name__)

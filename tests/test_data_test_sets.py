@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from data import degradations
+from data import noise
 from data.image_io import read_rgb, write_rgb
 from data.layouts import DataLayoutError
+from data.noise import OfficialNoise
 from data.test_sets import (
     TEST_TASKS,
-    OfficialNoise,
     TestSet,
     find_test_sets,
     trim_first_row_and_column,
@@ -57,7 +57,7 @@ def test_denoise_sets_use_the_test_noise_protocol(test_root):
     lq, gt = sets[1].images(0)
     assert gt.shape == (18, 26, 3)  # kodak24's image, not cropped
     assert np.array_equal(gt, read_rgb(test_root / 'denoise/kodak24/kodim01.png'))
-    assert np.array_equal(lq, degradations.test_noise(gt, 25))
+    assert np.array_equal(lq, noise.test_noise(gt, 25))
     item = sets[1][0]
     assert item['name'] == 'kodim01' and torch.equal(item['lq'], torch.from_numpy(lq).permute(2, 0, 1) / 255)
 

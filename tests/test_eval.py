@@ -9,7 +9,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torch import nn
 
-from data import degradations
+from data import noise
 from data.image_io import read_rgb
 from data.test_sets import find_test_sets
 from tests.eval_fixtures import Identity, tiny_map, write_test_tree
@@ -49,7 +49,7 @@ def test_every_task_is_paired_and_scored(tree, tmp_path):
         expected = []
         for lq_path, gt_path in pairs[record['task']]:
             gt = read_rgb(gt_path)
-            lq = degradations.test_noise(gt, record['sigma']) if lq_path is None else read_rgb(lq_path)
+            lq = noise.test_noise(gt, record['sigma']) if lq_path is None else read_rgb(lq_path)
             expected.append((peak_signal_noise_ratio(gt, lq, data_range=255),
                              structural_similarity(gt, lq, channel_axis=2, data_range=255)))
         assert record['input_psnr'] == pytest.approx(np.mean([p for p, _ in expected]), rel=1e-12)

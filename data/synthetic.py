@@ -1,47 +1,20 @@
-"""Degradations as pure, seeded functions on uint8 H x W x 3 RGB arrays.
+"""The demo's synthetic degradations, as pure, seeded functions on uint8 H x W x 3 RGB arrays.
 
-Noise is the one degradation made on the fly for real data: `add_gaussian_noise` during training and
-`test_noise` (one protocol, used by validation and `test.py` alike) at test time. The others imitate
-each task physically for the built-in demo set (`data.demo`): rain streaks, haze by atmospheric
-scattering, motion blur along random camera paths, and dim exposure with sensor noise; their default
-strengths give the demo test set the real benchmarks' mean input PSNR (`data.demo.PSNR_TARGETS`). Every
-function takes its randomness from an explicit `numpy.random.Generator` (or a seed) and returns a new array.
+They imitate each task physically for the built-in demo set (`data.demo`): rain streaks, haze by atmospheric
+scattering, motion blur along random camera paths, and dim exposure with sensor noise; their default strengths
+give the demo test set the real benchmarks' mean input PSNR (`data.demo.PSNR_TARGETS`). Every function takes its
+randomness from an explicit `numpy.random.Generator` and returns a new array. Noise, the one degradation made on
+the fly for real data, is `data.noise`.
 """
 
 import cv2
 import numpy as np
 from scipy import ndimage
 
-TEST_NOISE_SEED = 1850
-
 
 def _quantise(image: np.ndarray) -> np.ndarray:
     """Float image in [0, 1] -> uint8, rounded."""
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-
-
-def add_gaussian_noise(clean: np.ndarray, sigma: float, rng: np.random.Generator | np.random.RandomState
-                       ) -> np.ndarray:
-    """Additive white Gaussian noise of standard deviation `sigma` (0-255 scale), clipped and quantised.
-
-    Clipped to [0, 255] and then *truncated* to uint8 by the cast, exactly as the official code does
-    (`np.clip(clean + noise * sigma, 0, 255).astype(np.uint8)`), so that PSNR figures compare with the
-    paper's; rounding instead would shift every pixel by half a grey level on average.
-    """
-    noise = rng.standard_normal(clean.shape)
-    return np.clip(clean.astype(np.float64) + noise * sigma, 0, 255).astype(np.uint8)
-
-
-def test_noise(clean: np.ndarray, sigma: float, seed: int = TEST_NOISE_SEED) -> np.ndarray:
-    """The test-time noise protocol: `add_gaussian_noise` with a generator seeded afresh for every image.
-
-    The noise equals `np.random.seed(seed); np.random.randn(*clean.shape) * sigma`, so each image's noisy
-    version is fixed whatever order, subset or process evaluates it.
-    """
-    return add_gaussian_noise(clean, sigma, np.random.RandomState(seed))
-
-
-test_noise.__test__ = False  # a library function, not a pytest test, where a test module imports it by name
 
 
 def _line_kernel(length: int, angle_deg: float, width: float) -> np.ndarray:
