@@ -22,6 +22,7 @@ def test_convolution_backward_costs_twice_its_forward(groups):
     assert count_flops(lambda: conv(x).sum().backward()) == pytest.approx(3 * forward)
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_reports_every_variant(tmp_path):
     result = train_step.main([*TINY, '--patch_size', '32', '--batch', '2', '--variants', 'reference', 'fast',
                               'fast+checkpointing', '--json', str(tmp_path / 'train.json')])
@@ -33,6 +34,7 @@ def test_train_step_benchmark_reports_every_variant(tmp_path):
     assert (tmp_path / 'train.json').is_file()
 
 
+@pytest.mark.slow
 def test_inference_benchmark_runs_whole_and_tiled():
     figures = inference.main([*TINY, '--sizes', '40x24', '--tiled', '72x40', '--tile', '32', '--tile_overlap', '8'])
     assert set(figures) == {'40x24 official', '40x24 fast', '72x40 tile 32 fast'}
@@ -43,6 +45,7 @@ def test_unknown_variant_is_refused():
         train_step.parse_args(['--variants', 'fast+turbo'])
 
 
+@pytest.mark.slow
 def test_data_benchmark_reports_patches_per_second(tmp_path):
     from bench import data
 
@@ -52,6 +55,7 @@ def test_data_benchmark_reports_patches_per_second(tmp_path):
     assert all(f['patches_per_s'] > 0 for f in figures.values())
 
 
+@pytest.mark.slow
 def test_allocator_benchmark_runs_each_allocator_in_its_own_process(tmp_path):
     runs = ['fast:system'] + [f'fast:{name}' for name in ('retain', 'jemalloc') if settings(name)[0] == name]
     result = allocator_bench.main(['--runs', *runs, '--rounds', '1', '--iters', '1', '--json',

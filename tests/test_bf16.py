@@ -32,8 +32,10 @@ LAMBDA = 5.0
 # (map sizes, critic patch size, seed); every batch holds all eight degradation labels.
 CONFIGS = [
     (dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1), 32, 0),
-    (dict(dim=8, num_blocks=(1, 2, 1, 2), num_refinement_blocks=2), 64, 7),
-    (dict(dim=16, num_blocks=(2, 1, 1, 1), num_refinement_blocks=1, heads=(2, 2, 4, 8)), 32, 3),
+    # Larger: many times slower where bfloat16 is emulated (CPUs without AVX-512-BF16 or AMX).
+    pytest.param(dict(dim=8, num_blocks=(1, 2, 1, 2), num_refinement_blocks=2), 64, 7, marks=pytest.mark.slow),
+    pytest.param(dict(dim=16, num_blocks=(2, 1, 1, 1), num_refinement_blocks=1, heads=(2, 2, 4, 8)), 32, 3,
+                 marks=pytest.mark.slow),
 ]
 
 

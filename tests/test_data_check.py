@@ -1,7 +1,7 @@
 """`data.check`: the report on a user's tree: what it found, what is wrong, and what it can train and test."""
 
 from data import check
-from tests.test_data_layouts import make_test_tree, make_train_tree, write_pair
+from tests.fixtures import make_test_tree, make_train_tree, write_pair
 
 
 def test_a_complete_tree_reports_counts_sizes_and_both_task_groups(tmp_path):

@@ -72,6 +72,7 @@ def test_test_photographs_are_held_out_of_training():
             assert match.min() > 0, (photo.name, other.name)
 
 
+@pytest.mark.slow
 def test_a_stale_demo_is_rebuilt_identically_and_a_fresh_one_kept(built, tmp_path):
     root, psnr = built
     copy = tmp_path / 'demo'
@@ -102,6 +103,7 @@ def test_the_command_prints_the_figures_of_an_existing_demo(built, capsys):
     assert f'{psnr["lowlight"]:6.2f} dB  target 7-10 dB (LOL)' in out and str(root / 'Train') in out
 
 
+@pytest.mark.slow
 def test_the_command_rebuilds_an_older_demo_and_refuses_other_folders(built, tmp_path, capsys):
     root, _ = built
     copy = tmp_path / 'demo'

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.image_io import read_rgb, write_rgb
+from data.image_io import read_rgb
 from data.layouts import (
     TEST_LAYOUT,
     TRAIN_LAYOUT,
@@ -19,46 +19,7 @@ from data.layouts import (
     scan_train,
     train_pairs,
 )
-
-SIZE = (20, 24)
-
-
-def write_pair(lq: Path, gt: Path, seed: int, size: tuple[int, int] = SIZE) -> None:
-    """A random clean image at `gt` and its negative at `lq` (`lq` None: the clean image only)."""
-    clean = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
-    write_rgb(gt, clean)
-    if lq is not None:
-        write_rgb(lq, 255 - clean)
-
-
-def make_train_tree(root: Path) -> dict[str, Path]:
-    """A tiny training tree in every layout of TRAIN_LAYOUT; returns the task roots."""
-    write_pair(None, root / 'Denoise/a.png', 1)
-    write_pair(None, root / 'Denoise/WED/b.png', 2, (30, 18))
-    for n in (1, 2, 10):  # sorted: rain-1, rain-10, rain-2
-        write_pair(root / f'Derain/rainy/rain-{n}.png', root / f'Derain/gt/norain-{n}.png', 10 + n)
-    write_pair(root / 'Dehaze/synthetic/part1/0001_0.8_0.2.png', root / 'Dehaze/original/0001.png', 21)
-    write_pair(root / 'Dehaze/synthetic/part2/0002_0.9_0.1.png', root / 'Dehaze/original/0002.png', 22)
-    write_rgb(root / 'Dehaze/synthetic/part2/0001_1_0.16.png', 255 - read_rgb(root / 'Dehaze/original/0001.png'))
-    for seq, seed in (('GOPR0372_07_00', 31), ('GOPR0374_11_00', 32)):  # GoPro repeats names across sequences
-        write_pair(root / f'Deblur/blur/{seq}/000047.png', root / f'Deblur/sharp/{seq}/000047.png', seed)
-    write_pair(root / 'lowlight/low/2.png', root / 'lowlight/high/2.png', 41)
-    write_pair(root / 'single/degraded/x.png', root / 'single/target/x.png', 51)
-    return {'denoise': root / 'Denoise', 'derain': root / 'Derain', 'dehaze': root / 'Dehaze',
-            'deblur': root / 'Deblur', 'lowlight': root / 'lowlight', 'single': root / 'single'}
-
-
-def make_test_tree(root: Path) -> Path:
-    """A tiny test tree in every layout of TEST_LAYOUT (and a `mixed` set); returns `root`."""
-    write_pair(None, root / 'denoise/bsd68/1.png', 61)
-    write_pair(None, root / 'denoise/kodak24/kodim01.png', 62, (18, 26))
-    write_pair(root / 'derain/Rain100L/input/rain-001.png', root / 'derain/Rain100L/target/norain-001.png', 63)
-    write_pair(root / 'derain/Rain100L/input/rain-002.png', root / 'derain/Rain100L/target/norain-002.png', 64)
-    write_pair(root / 'dehaze/input/0001_0.8_0.2.png', root / 'dehaze/target/0001.png', 65)
-    write_pair(root / 'deblur/input/GOPR0384_11_00-000001.png', root / 'deblur/target/GOPR0384_11_00-000001.png', 66)
-    write_pair(root / 'lowlight/low/1.png', root / 'lowlight/high/1.png', 67)
-    write_pair(root / 'mixed/input/m.png', root / 'mixed/target/m.png', 68)
-    return root
+from tests.fixtures import make_test_tree, make_train_tree, write_pair
 
 
 def assert_partners(pairs) -> None:

@@ -3,26 +3,12 @@
 import pytest
 
 from data.tasks import (
-    DE_TYPES,
-    DEFAULT_REPLICATION,
     FIVE_TASK,
-    NOISE_IDS,
-    NOISE_SIGMAS,
     THREE_TASK,
     parse_de_type,
     parse_replication,
     train_task,
 )
-
-
-def test_ids_and_groups_are_the_papers():
-    assert DE_TYPES == {'denoise_15': 0, 'denoise_25': 1, 'denoise_50': 2, 'derain': 3, 'dehaze': 4, 'deblur': 5,
-                        'lowlight': 6, 'single': 7}
-    assert NOISE_IDS == tuple(DE_TYPES[t] for t in NOISE_SIGMAS) == (0, 1, 2)
-    assert set(THREE_TASK) == {'derain', 'dehaze', 'denoise_15', 'denoise_25', 'denoise_50'}
-    assert set(FIVE_TASK) == {'denoise_25', 'derain', 'dehaze', 'deblur', 'lowlight'}
-    assert DEFAULT_REPLICATION == {'denoise_15': 5, 'denoise_25': 5, 'denoise_50': 5, 'derain': 360, 'dehaze': 1,
-                                   'deblur': 35, 'lowlight': 150, 'single': 5}
 
 
 def test_train_task_maps_noise_levels_to_one_folder():

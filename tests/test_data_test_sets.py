@@ -15,7 +15,7 @@ from data.test_sets import (
     trim_first_row_and_column,
     trim_to_multiple,
 )
-from tests.test_data_layouts import make_test_tree, write_pair
+from tests.fixtures import make_test_tree, write_pair
 
 
 @pytest.fixture

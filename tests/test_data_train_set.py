@@ -12,7 +12,7 @@ from data.image_io import ImageReadError, write_rgb
 from data.layouts import DataLayoutError, Pair, default_train_roots
 from data.tasks import DE_TYPES, THREE_TASK
 from data.train_set import CleanPatchSource, TrainDataset, dihedral, hold_out, random_crop
-from tests.test_data_layouts import make_train_tree, write_pair
+from tests.fixtures import make_train_tree, write_pair
 
 ALL = ['denoise_15', 'denoise_25', 'denoise_50', 'derain', 'dehaze', 'deblur', 'lowlight', 'single']
 

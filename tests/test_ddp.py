@@ -96,25 +96,45 @@ def _train_two_ranks(rank: int, init_file: str) -> None:
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings('ignore::RuntimeWarning')
 def test_gradient_averaging_keeps_the_processes_identical(tmp_path):
     mp.spawn(_train_two_ranks, args=(str(tmp_path / 'rendezvous'),), nprocs=2)
 
 
-def test_torchrun_trains_on_two_processes(tmp_path):
-    from tests.test_trainer import tiny_argv, write_tiny_data  # here: spawned processes need not import the trainer
+@pytest.mark.slow
+def test_torchrun_trains_validates_and_resumes_on_another_world_size(tmp_path):
+    import trainer
+    from tests.fixtures import records, tiny_argv, write_tiny_data  # here: spawned processes need not import them
 
     data = write_tiny_data(tmp_path / 'data')
     # Per process: 3 of the 5 samples (padded), 2 iterations per epoch; pairnum 4 = 1 paired iteration of 2 x 2.
-    argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--max_iters', '3', '--ema', '0.5')
+    # Epoch 1 ends at step 2 with a validation on the two rain test pairs (rank 0 scores, every rank waits).
+    argv = tiny_argv(data, tmp_path, '--pairnum', '4', '--ema', '0.5', '--val_dir', str(data / 'Test'),
+                     '--val_tasks', 'derain')
     command = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', 'trainer.py',
-               *argv]
+               *argv, '--max_iters', '3']
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     # Every save checks that the processes hold identical weights, the EMA included (trainer.py raises otherwise).
     state = load_checkpoint(tmp_path / 'ckpt/last.pth')
     assert (state['world_size'], len(state['rng']), state['step'], state['map_ema_updates']) == (2, 2, 3, 3)
-    records = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()]
-    assert [r['step'] for r in records] == [1, 2, 3]  # rank 0 alone logs
-    assert [r['paired'] for r in records] == [True, False, True]
+    assert (state['epoch'], state['iteration']) == (2, 1)
+    assert [r['step'] for r in records(tmp_path)] == [1, 2, 3]  # rank 0 alone logs
+    assert [r['paired'] for r in records(tmp_path)] == [True, False, True]
+    lines = [json.loads(line) for line in (tmp_path / 'log/metrics.jsonl').read_text().splitlines()]
+    validations = [line for line in lines if 'validation' in line]  # the averaged and the raw weights
+    assert [(v['step'], v.get('weights', 'ema')) for v in validations] in ([(2, 'ema'), (2, 'raw')],
+                                                                            [(2, 'raw'), (2, 'ema')])
+    assert all([(r['task'], r['n_images']) for r in v['validation']] == [('derain', 2)] for v in validations)
+    best = load_checkpoint(tmp_path / 'ckpt/best.pth')
+    assert best['step'] == 2 and best['training']['chosen_by_validation'] is True
+
+    # One process goes on: 1 iteration of 2 x 2 samples used the permutation's first 4, so the epoch continues at
+    # iteration 2 of batches of 2 (its last, one sample); pairnum 4 is now 2 paired iterations of one process.
+    with pytest.warns(RuntimeWarning, match='written by 2 processes, this run has 1: epoch 2 continues at iteration 2'):
+        trainer.main([*argv, '--resume'])
+    state = load_checkpoint(tmp_path / 'ckpt/last.pth')
+    assert (state['world_size'], state['epoch'], state['iteration'], state['step']) == (1, 3, 0, 4)
+    assert [(r['step'], r['paired']) for r in records(tmp_path)] == [(1, True), (2, False), (3, True), (4, False)]

@@ -12,7 +12,7 @@ from torch import nn
 from data import noise
 from data.image_io import read_rgb
 from data.test_sets import find_test_sets
-from tests.eval_fixtures import Identity, tiny_map, write_test_tree
+from tests.fixtures import Identity, InterruptAfter, tiny_map, write_test_tree
 from utils.evaluate import RESIDUAL_GAIN, evaluate, restore_images
 from utils.inference import InferenceMemoryError
 from utils.metrics import FID, LPIPS, Unavailable
@@ -98,17 +98,6 @@ def test_saved_outputs_are_exactly_what_was_scored(tree, tmp_path):
     assert records[0]['y_channel'] is True
     assert records[0]['psnr'] == pytest.approx(np.mean([float(row['psnr']) for row in rows]))
     assert not list(tmp_path.rglob('.*'))  # no partial files left behind
-
-
-class InterruptAfter(Identity):
-    def __init__(self, calls: int) -> None:
-        super().__init__()
-        self.limit = calls
-
-    def forward(self, x):
-        if len(self.calls) == self.limit:
-            raise KeyboardInterrupt
-        return super().forward(x)
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tree, tmp_path):

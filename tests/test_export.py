@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.eval_fixtures import tiny_checkpoint, write_test_tree
+from tests.fixtures import tiny_checkpoint, write_test_tree
 from utils import export
 from utils.checkpoint import CheckpointError, build_map, load_checkpoint, save_checkpoint
 from utils.official import load_any_checkpoint

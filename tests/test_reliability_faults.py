@@ -33,8 +33,7 @@ import trainer
 from data.image_io import read_rgb, write_rgb
 from data.test_sets import find_test_sets
 from net import Critic, MRCNet
-from tests.eval_fixtures import Identity, write_test_tree
-from tests.test_trainer import TERMS, TINY, tiny_argv, write_tiny_data
+from tests.fixtures import TERMS, TINY, Identity, tiny_argv, write_test_tree, write_tiny_data
 from utils import atomic, checkpoint, distributed, evaluate, training
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
@@ -184,6 +183,7 @@ def _records(log_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (log_dir / 'metrics.jsonl').read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, tmp_path):
     seed = 7
     command = [sys.executable, '-c', 'import sys; from tests.test_reliability_faults import drive_kills; '
@@ -240,6 +240,7 @@ def drive_killed_evaluation(test_root: str, save_dir: str) -> None:
     print('REPORT ' + json.dumps(statuses))
 
 
+@pytest.mark.slow
 def test_sigkill_during_evaluation_leaves_complete_files_and_resume_finishes(tmp_path):
     write_test_tree(tmp_path / 'Test')
     out = tmp_path / 'results'
@@ -444,6 +445,7 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('failure, error', [
     ('iteration', 'closed by peer|reset by peer|remote worker'),  # killed: its sockets close at once
     ('hang', '[Tt]imed out|[Tt]imeout'),  # alive but silent: --ddp_timeout bounds the wait

@@ -23,9 +23,7 @@ from data.test_sets import find_test_sets
 from data.train_set import TrainDataset
 from net import Restormer
 from options import parse_args
-from tests.eval_fixtures import TINY, Identity, tiny_checkpoint, write_test_tree
-from tests.test_eval import InterruptAfter
-from tests.test_trainer import tiny_argv, write_tiny_data
+from tests.fixtures import TINY, Identity, InterruptAfter, tiny_argv, tiny_checkpoint, write_test_tree, write_tiny_data
 from utils.checkpoint import CheckpointError, build_map, load_checkpoint, save_checkpoint
 from utils.evaluate import evaluate
 from utils.official import load_any_checkpoint

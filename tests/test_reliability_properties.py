@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from data.layouts import TEST_LAYOUT, pair_by_name
 from net.blocks import pad_to_multiple
-from tests.eval_fixtures import tiny_map
+from tests.fixtures import tiny_map
 from utils.inference import restore
 
 

@@ -12,8 +12,7 @@ import pytest
 
 import trainer
 from data.image_io import write_rgb
-from tests.eval_fixtures import Identity
-from tests.test_trainer import tiny_argv, write_tiny_data
+from tests.fixtures import Identity, tiny_argv, write_tiny_data
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.evaluate import restore_images
 

@@ -1,7 +1,6 @@
 """test.py end to end: every task of a tiny test tree, its reports, reruns, official and malicious checkpoints,
 the no-ground-truth mode on awkward images, flag errors, and, where `../shared/data` exists, real test sets."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -15,14 +14,10 @@ import torch
 
 from data.image_io import read_rgb, write_rgb
 from data.layouts import shared_data
-from tests.eval_fixtures import tiny_checkpoint, write_test_tree
+from tests.fixtures import test_script, tiny_checkpoint, write_test_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = shared_data()
-# Loaded by path: `import test` could find the standard library's `test` package instead.
-_spec = importlib.util.spec_from_file_location('darcot_test_script', REPO / 'test.py')
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
 
 
 @pytest.fixture(scope='module')
@@ -223,6 +218,7 @@ def test_dump_embeddings(checkpoint, tree, tmp_path):
     assert len((out / 'embeddings' / 'embeddings_2d.csv').read_text().splitlines()) == 1 + 2 * 2 + 2 * 4 + 1
 
 
+@pytest.mark.slow
 def test_runs_as_a_script(checkpoint, tmp_path):
     write_rgb(tmp_path / 'photo.png', np.full((12, 20, 3), 128, np.uint8))
     result = subprocess.run([sys.executable, 'test.py', '--ckpt', str(checkpoint), '--input',

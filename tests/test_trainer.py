@@ -5,68 +5,26 @@ import json
 import math
 import shutil
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import trainer
-from data.image_io import write_rgb
 from net import Critic, MRCNet
 from options import parse_args
+from tests.fixtures import TERMS, TINY, records, tiny_argv, write_tiny_data
 from utils import distributed, training
 from utils.checkpoint import CheckpointError, build_map, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights
 
-TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
-TERMS = ('loss', 'critic_loss', 'gp', 'pix', 'fourier', 'contrastive', 'l1', 'critic_on_output', 'skipped')
-
-
-def _image(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A smooth random colour image (a blurred noise field), uint8 H x W x 3."""
-    coarse = rng.random((h // 8 + 2, w // 8 + 2, 3))
-    return (np.kron(coarse, np.ones((8, 8, 1)))[:h, :w] * 255).astype(np.uint8)
-
-
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-def write_tiny_data(root: Path) -> Path:
-    """Train: 3 clean images (noise) and 2 rain pairs; Test: 2 odd-sized rain pairs. Returns `root`."""
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        write_rgb(root / 'Train/Denoise' / f'clean{i}.png', _image(rng, 40, 48))
-    for i in range(1, 3):
-        clean = _image(rng, 48, 40)
-        rainy = np.clip(clean.astype(int) + 40, 0, 255).astype(np.uint8)
-        write_rgb(root / 'Train/Derain/gt' / f'norain-{i}.png', clean)
-        write_rgb(root / 'Train/Derain/rainy' / f'rain-{i}.png', rainy)
-        write_rgb(root / 'Test/derain/input' / f'rain-{i}.png', _image(rng, 37, 45))
-        write_rgb(root / 'Test/derain/target' / f'norain-{i}.png', _image(rng, 37, 45))
-    return root
-
-
-def tiny_argv(data: Path, out: Path, *extra: str) -> list[str]:
-    """Trainer flags for the tiny data: 5 samples in batches of 2, so 3 iterations per epoch, the last of one
-    sample; iteration 0 is paired, 1-2 unpaired. float32 (`--amp off`), whatever the CPU: a later `--amp` wins."""
-    return ['--preset', 'tiny', '--device', 'cpu', '--amp', 'off', '--data_root', str(data / 'Train'),
-            '--de_type', 'denoise_15', 'derain', '--replication', 'denoise_15=1', 'derain=1', '--batchSize', '2',
-            '--pairnum', '2',
-            '--nEpochs', '2', '--save_every', '2', '--log_every', '1', '--image_every', '2', '--threads', '0',
-            '--ckpt_dir', str(out / 'ckpt'), '--log_dir', str(out / 'log'), *extra]
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     return write_tiny_data(tmp_path_factory.mktemp('data'))
-
-
-def _records(out) -> list[dict]:
-    lines = (out / 'log/metrics.jsonl').read_text().splitlines()
-    return [record for record in map(json.loads, lines) if 'validation' not in record]
 
 
 @pytest.fixture(scope='module')
@@ -83,7 +41,7 @@ def test_resume_mid_epoch_repeats_the_uninterrupted_run(data, full_run, tmp_path
     assert (stopped['epoch'], stopped['iteration'], stopped['step']) == (2, 1, 4)  # mid-epoch
     trainer.main(tiny_argv(data, tmp_path, '--resume', 'auto'))
 
-    expected, resumed = _records(full_run), _records(tmp_path)
+    expected, resumed = records(full_run), records(tmp_path)
     assert [r['step'] for r in resumed] == list(range(1, 7))
     for before, after in zip(expected, resumed, strict=True):
         assert {k: before.get(k) for k in TERMS} == {k: after.get(k) for k in TERMS}, before['step']
@@ -121,10 +79,10 @@ def test_checkpoints_describe_the_run_and_load_without_code(full_run):
 
 
 def test_logs_hold_every_term_the_config_and_images(full_run):
-    records = _records(full_run)
-    assert [r['paired'] for r in records] == [True, False, False] * 2
-    assert 'l1' in records[0] and 'l1' not in records[1] and 'contrastive' not in records[1]
-    assert all(r['skipped'] == 0 and r['data_time'] >= 0 and r['lr_map'] == pytest.approx(5e-5) for r in records)
+    rows = records(full_run)
+    assert [r['paired'] for r in rows] == [True, False, False] * 2
+    assert 'l1' in rows[0] and 'l1' not in rows[1] and 'contrastive' not in rows[1]
+    assert all(r['skipped'] == 0 and r['data_time'] >= 0 and r['lr_map'] == pytest.approx(5e-5) for r in rows)
     config = json.loads((full_run / 'log/config.json').read_text())
     assert config['batchSize'] == 2 and config['preset'] == 'tiny'
     assert '--preset tiny' in (full_run / 'log/command.txt').read_text()
@@ -203,9 +161,9 @@ def test_skip_unreadable_reports_the_count_at_every_epoch_end(data, tmp_path, ca
 
 def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--objective', 'l1', '--pairnum', '4', '--nEpochs', '1'))
-    records = _records(tmp_path)
-    assert [r['paired'] for r in records] == [True, True]  # the unpaired rest of the epoch is not run
-    assert set(records[0]) >= {'loss', 'l1'} and 'critic_loss' not in records[0]
+    rows = records(tmp_path)
+    assert [r['paired'] for r in rows] == [True, True]  # the unpaired rest of the epoch is not run
+    assert set(rows[0]) >= {'loss', 'l1'} and 'critic_loss' not in rows[0]
     state = load_checkpoint(tmp_path / 'ckpt/last.pth')
     assert 'critic' not in state and 'critic_optimizer' not in state
 
@@ -239,13 +197,14 @@ def test_non_finite_steps_are_skipped_and_the_run_stops_after_k(data, tmp_path, 
     monkeypatch.setattr(training, 'ot_iteration', poisoned)
     with pytest.warns(RuntimeWarning, match='update is skipped'), pytest.raises(SystemExit, match='--max_bad_iters 2'):
         trainer.main(tiny_argv(data, tmp_path, '--max_bad_iters', '2'))
-    assert [r['skipped'] for r in _records(tmp_path)] == [0, 0, 0, 3, 3]
+    assert [r['skipped'] for r in records(tmp_path)] == [0, 0, 0, 3, 3]
     last, good = load_checkpoint(tmp_path / 'ckpt/last.pth'), load_checkpoint(tmp_path / 'ckpt/epoch_0001.pth')
     assert last['step'] == 4  # saved after one bad iteration, which changed nothing
     for network in ('map', 'critic'):
         assert all(torch.equal(value, good[network][name]) for name, value in last[network].items())
 
 
+@pytest.mark.slow
 def test_ema_averages_applied_map_steps_only_resumes_exactly_and_is_exported(data, tmp_path, monkeypatch):
     decay, weights = 0.5, []  # the map's weights after each iteration
 
@@ -310,26 +269,26 @@ def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):
 
 def test_activation_checkpointing_changes_no_loss_and_bf16_trains(data, full_run, tmp_path):
     trainer.main(tiny_argv(data, tmp_path / 'checkpointing', '--checkpointing', '--max_iters', '3'))
-    for plain, checkpointed in zip(_records(full_run)[:3], _records(tmp_path / 'checkpointing'), strict=True):
+    for plain, checkpointed in zip(records(full_run)[:3], records(tmp_path / 'checkpointing'), strict=True):
         assert [name for name in TERMS if name in checkpointed] == [name for name in TERMS if name in plain]
         for name in (name for name in TERMS if name in plain):  # unpaired records have no l1 or contrastive
             assert checkpointed[name] == pytest.approx(plain[name], rel=1e-5, abs=1e-6), name
     trainer.main(tiny_argv(data, tmp_path / 'bf16', '--amp', '--max_iters', '2'))
-    assert all(r['skipped'] == 0 and math.isfinite(r['loss']) for r in _records(tmp_path / 'bf16'))
+    assert all(r['skipped'] == 0 and math.isfinite(r['loss']) for r in records(tmp_path / 'bf16'))
 
 
 def test_identity_init_starts_next_to_the_identity(data, full_run, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--identity_init', '--max_iters', '1'))
-    (first,) = _records(tmp_path)
+    (first,) = records(tmp_path)
     assert first['skipped'] == 0  # T(x) = x exactly would leave the transport cost without a gradient
-    assert 0 < first['pix'] < 0.05 * _records(full_run)[0]['pix']
+    assert 0 < first['pix'] < 0.05 * records(full_run)[0]['pix']
 
 
 def test_cosine_schedule_anneals_both_lrs_over_the_run(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--lr_schedule', 'cosine', '--nEpochs', '3'))
-    records = _records(tmp_path)  # three iterations per epoch; lr x (1 + cos(pi epoch / 3)) / 2
-    assert [r['lr_map'] for r in records] == pytest.approx([5e-5] * 3 + [3.75e-5] * 3 + [1.25e-5] * 3)
-    assert [r['lr_critic'] for r in records] == pytest.approx([1e-4] * 3 + [7.5e-5] * 3 + [2.5e-5] * 3)
+    rows = records(tmp_path)  # three iterations per epoch; lr x (1 + cos(pi epoch / 3)) / 2
+    assert [r['lr_map'] for r in rows] == pytest.approx([5e-5] * 3 + [3.75e-5] * 3 + [1.25e-5] * 3)
+    assert [r['lr_critic'] for r in rows] == pytest.approx([1e-4] * 3 + [7.5e-5] * 3 + [2.5e-5] * 3)
 
 
 def test_max_minutes_stops_the_run():
@@ -352,6 +311,7 @@ def test_an_iteration_works_on_a_batch_of_one(paired):
     assert terms.get('contrastive', 0.0) == 0.0  # no pair in a batch of one
 
 
+@pytest.mark.slow
 def test_a_tiny_overfit_run_lowers_the_loss():
     torch.manual_seed(0)
     transport_map, critic = MRCNet(**TINY), Critic(32)

@@ -180,13 +180,18 @@ def start(config: TrainConfig, runtime: distributed.Runtime) -> Run:
                                  config.ema, device)
         if ema is not None:
             ema.n_averaged.fill_(state['map_ema_updates'])
-        if len(state['rng']) == runtime.world_size:
+        run.epoch, run.iteration, run.step = state['epoch'], state['iteration'], state['step']
+        written_by = len(state['rng'])
+        if written_by == runtime.world_size:
             restore_rng(state['rng'][runtime.rank])
         else:
-            warnings.warn(f'{path} was written by {len(state["rng"])} processes, this run has {runtime.world_size}: '
-                          'the global random states are not restored (iteration seeds and data order still are)',
-                          RuntimeWarning, stacklevel=2)
-        run.epoch, run.iteration, run.step = state['epoch'], state['iteration'], state['step']
+            # An epoch's shards interleave one permutation, so k iterations of W processes used its first k x batch x
+            # W samples: continue at the iteration of the new sharding that starts at or just before that sample.
+            run.iteration = run.iteration * written_by // runtime.world_size
+            warnings.warn(f'{path} was written by {written_by} processes, this run has {runtime.world_size}: epoch '
+                          f'{run.epoch} continues at iteration {run.iteration} of the new sharding (no sample of the '
+                          f'epoch skipped, fewer than batch x {runtime.world_size} seen twice); the random states of '
+                          'the processes are not restored', RuntimeWarning, stacklevel=2)
         run.best_psnr, run.resumed_from = state.get('best_psnr', -math.inf), path
     for network in networks.values():
         distributed.broadcast_state(network, runtime)
