@@ -1,6 +1,7 @@
 """The figure helper: exact pixel sizes, the PNG holds the pixels returned, and a write cut short leaves the
 previous figure whole."""
 
+import matplotlib
 import numpy as np
 import pytest
 
@@ -8,11 +9,13 @@ from data.image_io import read_rgb
 from utils.figures import colour, new_figure, write_png
 
 
-@pytest.mark.parametrize('size', [(900, 500), (333, 211)])
-def test_the_png_has_the_size_asked_for_and_the_pixels_returned(tmp_path, size):
+@pytest.mark.parametrize('size, settings', [((900, 500), {}),
+                                            ((333, 211), {'savefig.bbox': 'tight', 'savefig.dpi': 50})])
+def test_the_png_has_the_size_asked_for_and_the_pixels_returned(tmp_path, size, settings):
     figure, axes = new_figure(size, 'a title', 'x (s)', 'y (dB)')
     axes.plot([0, 1, 2], [3, 1, 2], color=colour(0))
-    pixels = write_png(figure, tmp_path / 'figure.png')
+    with matplotlib.rc_context(settings):  # what a user's matplotlibrc may set
+        pixels = write_png(figure, tmp_path / 'figure.png')
     assert pixels.shape == (size[1], size[0], 3) and pixels.dtype == np.uint8
     assert np.array_equal(read_rgb(tmp_path / 'figure.png'), pixels)
     assert (pixels == 255).all(axis=2).mean() > 0.5  # a white background ...
@@ -28,11 +31,11 @@ def test_a_failed_write_keeps_the_previous_figure(tmp_path, monkeypatch):
     first = write_png(new_figure((200, 150), 'first', 'x', 'y')[0], path)
     figure = new_figure((200, 150), 'second', 'x', 'y')[0]
 
-    def cut(handle, **kwargs):
+    def cut(handle):
         handle.write(b'\x89PNG\r\n')  # the start of a PNG, then the renderer fails
         raise RuntimeError('renderer failed')
 
-    monkeypatch.setattr(figure, 'savefig', cut)
+    monkeypatch.setattr(figure.canvas, 'print_png', cut)
     with pytest.raises(RuntimeError, match='renderer failed'):
         write_png(figure, path)
     assert np.array_equal(read_rgb(path), first)

@@ -42,5 +42,6 @@ def new_figure(size: tuple[int, int], title: str, xlabel: str, ylabel: str) -> t
 
 def write_png(figure: Figure, path: str | Path) -> np.ndarray:
     """Renders `figure` into `path` (PNG, written atomically); returns the H x W x 3 uint8 RGB pixels written."""
-    write_atomically(path, lambda handle: figure.savefig(handle, format='png', dpi=DPI))
+    # The canvas's own print_png, not savefig: savefig would take a cropping or a dpi from a matplotlibrc
+    write_atomically(path, figure.canvas.print_png)
     return np.asarray(figure.canvas.buffer_rgba())[..., :3].copy()
