@@ -1,5 +1,5 @@
 """Study summaries -> a markdown table (mean ± std over seeds), a PNG plot of validation PSNR against training
-time (drawn with OpenCV: no plotting dependency), TensorBoard scalars and image, and STUDY.md's section."""
+time (matplotlib, `utils.figures`), TensorBoard scalars and image, and STUDY.md's section."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import re
 import statistics
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
-# BGR colours of the variants, in the order of study.variants.VARIANTS.
-COLOURS = ((180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148), (75, 86, 140),
-           (194, 119, 227), (127, 127, 127))
+from utils.figures import colour, new_figure, write_png
 
 
 def _mean_std(values: list[float], digits: int) -> str:
@@ -62,59 +60,34 @@ def table(summaries: list[dict]) -> str:
     return '\n'.join(lines)
 
 
-def plot(summaries: list[dict], path: Path, title: str, size: tuple[int, int] = (720, 420)) -> np.ndarray:
-    """Mean validation PSNR (all test sets) against training seconds, one line per run, one colour per variant,
-    and a dashed line at the degraded input's mean PSNR; writes `path` (PNG) and returns the RGB image."""
-    width, height = size
-    left, right, top, bottom = 60, 150, 45, 45
-    points = [(p['train_seconds'], p['mean_psnr']) for s in summaries for p in s['curve']]
-    final = summaries[0]['final'] or {}
-    identity = statistics.fmean(r['input_psnr'] for r in final.values()) if final else None
-    xs = [0.0] + [x for x, _ in points]
-    ys = [y for _, y in points] + ([identity] if identity is not None else []) or [0.0]
-    x_max = max(xs) * 1.05 or 1.0
-    y_min, y_max = min(ys), max(ys)
-    pad = max(0.1, (y_max - y_min) * 0.1)
-    y_min, y_max = y_min - pad, y_max + pad
-    image = np.full((height, width, 3), 255, np.uint8)
-
-    def at(x: float, y: float) -> tuple[int, int]:
-        return (int(left + x / x_max * (width - left - right)),
-                int(height - bottom - (y - y_min) / (y_max - y_min) * (height - top - bottom)))
-
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.rectangle(image, at(0, y_min), at(x_max, y_max), (0, 0, 0), 1)
-    for tick in np.linspace(0, x_max, 5):
-        x, y = at(tick, y_min)
-        cv2.putText(image, f'{tick:.0f}', (x - 10, y + 16), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    for tick in np.linspace(y_min, y_max, 5):
-        x, y = at(0, tick)
-        cv2.putText(image, f'{tick:.2f}', (x - 52, y + 4), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, 'training time (s, validation excluded)', (left + 120, height - 8), font, 0.45, (0, 0, 0), 1,
-                cv2.LINE_AA)
-    cv2.putText(image, title, (left, 18), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    if identity is not None:  # what the degraded input itself scores: the identity map's level
-        x0, y0 = at(0, identity)
-        x1 = at(x_max, identity)[0]
-        for x in range(x0, x1, 12):
-            cv2.line(image, (x, y0), (min(x + 6, x1), y0), (150, 150, 150), 1, cv2.LINE_AA)
-        cv2.putText(image, 'degraded input', (x0 + 5, y0 - 5), font, 0.4, (120, 120, 120), 1, cv2.LINE_AA)
+def curve_figure(summaries: list[dict], title: str, size: tuple[int, int] = (900, 500)) -> Figure:
+    """Mean validation PSNR over the test sets against training seconds: one line per run with a marker at each
+    validation, one colour per variant (the first seed's line carries the variant's legend entry), and a dashed
+    line at the degraded input's mean PSNR, the level of the identity map."""
+    figure, axes = new_figure(size, title, 'training time (s, validation excluded)',
+                              'mean validation PSNR over the test sets (dB)')
     variants = list(dict.fromkeys(s['variant'] for s in summaries))
     for index, variant in enumerate(variants):
-        colour = COLOURS[index % len(COLOURS)]
-        for summary in (s for s in summaries if s['variant'] == variant):
-            line = [at(p['train_seconds'], p['mean_psnr']) for p in summary['curve']]
-            if len(line) > 1:
-                cv2.polylines(image, [np.array(line, np.int32)], False, colour, 2, cv2.LINE_AA)
-            for point in line:
-                cv2.circle(image, point, 3, colour, -1, cv2.LINE_AA)
-        y = top + 15 + 20 * index
-        cv2.line(image, (width - right + 10, y - 4), (width - right + 30, y - 4), colour, 2, cv2.LINE_AA)
-        cv2.putText(image, variant, (width - right + 35, y), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, 'mean val PSNR (dB)', (4, top - 8), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
-    return image[:, :, ::-1].copy()
+        runs = [s for s in summaries if s['variant'] == variant]
+        seeds = ','.join(str(s['seed']) for s in runs)
+        for k, summary in enumerate(runs):
+            # matplotlib leaves labels that start with '_' out of the legend
+            label = f'{variant} (seed{"s" if len(runs) > 1 else ""} {seeds})' if k == 0 else \
+                f'_{variant} seed {summary["seed"]}'
+            axes.plot([p['train_seconds'] for p in summary['curve']], [p['mean_psnr'] for p in summary['curve']],
+                      color=colour(index), marker='o', markersize=4, linewidth=1.5, label=label)
+    final = summaries[0]['final'] or {}
+    if final:
+        axes.axhline(statistics.fmean(r['input_psnr'] for r in final.values()), color='0.45', linestyle='--',
+                     linewidth=1.2, label='degraded input')
+    axes.set_xlim(left=0)
+    axes.legend(loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize='small')
+    return figure
+
+
+def plot(summaries: list[dict], path: Path, title: str, size: tuple[int, int] = (900, 500)) -> np.ndarray:
+    """Writes `curve_figure` to `path` (PNG, atomically) and returns its RGB pixels."""
+    return write_png(curve_figure(summaries, title, size), path)
 
 
 def to_tensorboard(summaries: list[dict], plot_rgb: np.ndarray, log_dir: Path) -> None:

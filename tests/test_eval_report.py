@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data.image_io import read_rgb
-from utils.embeddings import degradation_label, pca_2d, project_2d, write_embeddings
+from utils.embeddings import degradation_label, pca_2d, project_2d, scatter_figure, write_embeddings
 from utils.report import PAPER_AVERAGES, console_table, markdown_report, measured_average, paper_result, write_reports
 
 
@@ -94,19 +94,40 @@ def test_embedding_outputs(tmp_path, monkeypatch):
     rows = [{'task': task, 'set': 'x', 'sigma': sigma, 'name': f'{task}{k}', 'embedding': rng.normal(size=16) + shift}
             for shift, (task, sigma) in enumerate([('denoise', 25), ('derain', None), ('dehaze', None)])
             for k in range(4)]
-    assert degradation_label(rows[0]) == 'denoise σ25' and degradation_label(rows[4]) == 'derain'
-    assert project_2d(np.stack([row['embedding'] for row in rows]))[1] == 'PCA'
+    assert degradation_label(rows[0]) == 'denoise σ=25' and degradation_label(rows[4]) == 'derain'
+    points, method = project_2d(np.stack([row['embedding'] for row in rows]))
+    assert method == 'PCA'
     projector, table, plot = write_embeddings(rows, tmp_path)
     assert (projector / 'projector_config.pbtxt').is_file()
     metadata = next(projector.rglob('metadata.tsv')).read_text().splitlines()
     assert metadata[0].split('\t') == ['degradation', 'set', 'image'] and len(metadata) == 13
     tensors = np.loadtxt(next(projector.rglob('tensors.tsv')), delimiter='\t')
     assert tensors.shape == (12, 16)
-    assert len(table.read_text().splitlines()) == 13
+    lines = table.read_text().splitlines()
+    assert len(lines) == 13 and lines[1].startswith('denoise σ=25,x,denoise0,')
+    np.testing.assert_allclose(np.loadtxt(lines[1:], delimiter=',', usecols=(3, 4)), points, rtol=1e-12)
     image = read_rgb(plot)
-    assert image.ndim == 3 and (image != 255).any()
+    assert image.shape == (720, 900, 3) and len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # not blank
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['embeddings_2d.csv', 'embeddings_2d.png', 'projector']
     with pytest.raises(ValueError, match='at least 2'):
         write_embeddings(rows[:1], tmp_path / 'one')
+
+
+@pytest.mark.parametrize('method, axis', [('PCA', 'principal axis 2 (embedding units)'),
+                                          ('t-SNE', 't-SNE axis 2 (no unit)')])
+def test_the_scatter_plot_draws_each_degradation_where_its_points_are(method, axis):
+    points = np.array([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0], [-1.0, 0.5], [6.0, -2.0]])
+    labels = ['derain', 'denoise σ=15', 'derain', 'denoise σ=15', 'dehaze']
+    axes = scatter_figure(points, labels, method).axes[0]
+    drawn = {collection.get_label(): np.asarray(collection.get_offsets()).tolist() for collection in axes.collections}
+    assert drawn == {'derain': [[0.0, 1.0], [4.0, 5.0]], 'denoise σ=15': [[2.0, 3.0], [-1.0, 0.5]],
+                     'dehaze': [[6.0, -2.0]]}
+    colours = [tuple(collection.get_facecolor()[0]) for collection in axes.collections]
+    assert len(set(colours)) == 3
+    legend = axes.get_legend()
+    assert [text.get_text() for text in legend.get_texts()] == ['derain', 'denoise σ=15', 'dehaze']
+    assert legend.get_title().get_text() == 'degradation' and axes.get_ylabel() == axis
+    assert axes.get_title() == f'residual embedding R4 of 5 test images, {method}'
 
 
 def test_tsne_is_used_where_scikit_learn_is_installed(monkeypatch):

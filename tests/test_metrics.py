@@ -94,14 +94,45 @@ def test_metrics_refuse_mismatched_or_float_images():
 
 
 def test_frechet_distance_by_hand():
-    # 1-D Gaussians: (mu_a - mu_b)^2 + var_a + var_b - 2 sqrt(var_a var_b), sample variances 2 and 8.
-    a, b = np.array([[-1.0], [1.0]]), np.array([[2.0], [6.0]])
-    assert frechet_distance(a, b) == pytest.approx(16 + 2 + 8 - 2 * 4)
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(5, 16))  # fewer samples than dimensions: singular covariances
-    assert frechet_distance(x, x) == pytest.approx(0, abs=1e-4)
+    # Sample covariances diag(4/3, 4/3) and diag(12, 4/3) commute, so the distance is the sum of the 1-D ones,
+    # (mu_a - mu_b)^2 + var_a + var_b - 2 sqrt(var_a var_b): (9 + 4/3 + 12 - 2 * 4) + (25 + 0).
+    a = np.array([[-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0], [1.0, 1.0]])
+    assert frechet_distance(a, a * [3, 1] + [3, 5]) == pytest.approx(34 + 16 / 3, rel=1e-12)
     with pytest.raises(ValueError, match='at least 2'):
-        frechet_distance(x[:1], x)
+        frechet_distance(a[:1], a)
+    with pytest.raises(ValueError, match='one size D >= 2'):
+        frechet_distance(a, a[:, :1])
+    with pytest.raises(ValueError, match='one size D >= 2'):
+        frechet_distance(a[:, :1], a[:, :1])
+
+
+@pytest.mark.parametrize('seed, size', [(0, 3), (1, 6)])
+def test_frechet_distance_against_a_symmetric_square_root(seed, size):
+    """Tr (S_a S_b)^(1/2) = Tr (A S_b A)^(1/2) with A = S_a^(1/2): the second is a symmetric eigenproblem, solved
+    without scipy.linalg.sqrtm."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(50, size)) @ rng.normal(size=(size, size))
+    b = rng.normal(size=(40, size)) * rng.uniform(0.5, 2, size) + rng.normal(size=size)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    values, vectors = np.linalg.eigh(cov_a)
+    root_a = vectors * np.sqrt(values) @ vectors.T
+    trace_root = np.sqrt(np.linalg.eigvalsh(root_a @ cov_b @ root_a)).sum()
+    expected = ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_root
+    # Both square roots are backward stable: each trace is off by about size * eps * cond * (its magnitude),
+    # cond the condition number of S_a S_b; 100x that covers the sums and the cancellation in the formula.
+    scale = np.trace(cov_a) + np.trace(cov_b)
+    bound = 100 * size * np.finfo(np.float64).eps * np.linalg.cond(cov_a @ cov_b) * scale
+    assert abs(frechet_distance(a, b) - expected) <= bound
+    assert bound < 1e-9 * scale  # a bound that could catch a wrong formula
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+def test_frechet_distance_of_a_set_to_itself_is_zero_with_singular_covariances(seed):
+    x = np.random.default_rng(seed).normal(size=(5, 16))  # fewer samples than dimensions: rank 4 covariances
+    # The 12 null eigenvalues of S S come out as rounding errors e ~ 16 * eps * |S|^2, and their square roots,
+    # sqrt(e) = 4 * sqrt(eps) * |S| each, are what is left of the trace.
+    bound = 12 * 4 * np.sqrt(np.finfo(np.float64).eps) * np.linalg.norm(np.cov(x, rowvar=False), 2)
+    assert frechet_distance(x, x) == pytest.approx(0, abs=bound)
 
 
 def test_lpips_and_fid_with_stand_in_networks():
@@ -129,7 +160,7 @@ def test_loaders_report_a_missing_package(monkeypatch):
     monkeypatch.setitem(sys.modules, 'pytorch_fid.inception', None)
     lpips, fid = metrics.load_lpips(torch.device('cpu')), metrics.load_fid(torch.device('cpu'))
     assert isinstance(lpips, Unavailable) and 'pip install lpips' in lpips.reason
-    assert isinstance(fid, Unavailable) and 'pip install pytorch-fid' in fid.reason
+    assert isinstance(fid, Unavailable) and '`pytorch-fid`' in fid.reason and 'requirements.txt' in fid.reason
     assert 'not in requirements.txt' in lpips.reason
 
 

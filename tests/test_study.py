@@ -5,16 +5,16 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 import study.runner
-from data.image_io import write_rgb
+from data.image_io import read_rgb, write_rgb
 from options import parse_args
+from study import report
 from study.__main__ import main as study_main
-from study.report import update_section
+from study.report import curve_figure, update_section
 from study.runner import trainer_argv
 from study.variants import MAIN_VARIANTS, SCALES, VARIANTS, Scale, runs
 
@@ -45,6 +45,13 @@ def test_two_variants_give_table_plot_and_section(tmp_path, monkeypatch):
     study_md.write_text('# Study\n\nhand-written text\n', encoding='utf-8')
     argv = ['--variants', 'DA-RCOT', 'L1-only', '--seeds', '0', '--out', str(tmp_path / 'out'),
             '--plot', str(tmp_path / 'plot.png'), '--study_md', str(study_md)]
+    drawn, to_tensorboard = [], report.to_tensorboard
+
+    def record_the_plot(runs, rgb, log_dir):
+        drawn.append(rgb)
+        to_tensorboard(runs, rgb, log_dir)
+
+    monkeypatch.setattr(report, 'to_tensorboard', record_the_plot)
     summaries = study_main(argv, scale=scale)
 
     assert [(s['variant'], s['seed']) for s in summaries] == [('DA-RCOT', 0), ('L1-only', 0)]
@@ -58,8 +65,10 @@ def test_two_variants_give_table_plot_and_section(tmp_path, monkeypatch):
     rows = [line for line in text.splitlines() if line.startswith('| ') and not line.startswith('| ---')]
     assert [row.split(' | ')[0] for row in rows] == ['| variant', '| degraded input', '| DA-RCOT', '| L1-only']
     assert 'denoise/tiny_sigma25' in rows[0] and '![validation PSNR against training time](plot.png)' in text
-    image = cv2.imread(str(tmp_path / 'plot.png'))
-    assert image.shape == (420, 720, 3) and (image < 255).any()
+    image = read_rgb(tmp_path / 'plot.png')
+    assert np.array_equal(image, drawn[0]) and image.shape == (500, 900, 3)  # the pixels TensorBoard got
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 20  # text, lines, grid: not a blank canvas
+    assert not list(tmp_path.glob('.*'))  # written through a hidden temporary that was renamed into place
     assert list((tmp_path / 'out' / 'tensorboard').glob('events.out.tfevents.*'))
     assert len(json.loads((tmp_path / 'out' / 'results.json').read_text())) == 2
 
@@ -72,6 +81,26 @@ def test_two_variants_give_table_plot_and_section(tmp_path, monkeypatch):
     assert study_md.read_text(encoding='utf-8').count('<!-- study:tiny -->') == 1
     with pytest.raises(SystemExit, match='another command line'):  # another budget in the same folders
         study_main([*argv, '--iters', '3'], scale=scale)
+
+
+def _summary(variant, seed, curve, input_psnr=(20.0, 24.0)):
+    return {'variant': variant, 'seed': seed, 'curve': [{'train_seconds': t, 'mean_psnr': y} for t, y in curve],
+            'final': {f'set{k}': {'input_psnr': value} for k, value in enumerate(input_psnr)}}
+
+
+def test_the_curves_plot_each_runs_validations_and_the_input_level():
+    summaries = [_summary('DA-RCOT', 0, [(1.5, 21.0), (3.0, 22.5)]), _summary('DA-RCOT', 1, [(1.7, 20.5), (3.2, 23.0)]),
+                 _summary('L1-only', 0, [(0.5, 19.0), (1.0, 19.5), (1.5, 18.0)])]
+    axes = curve_figure(summaries, 'tiny: mean validation PSNR vs training time').axes[0]
+    *runs, level = axes.get_lines()
+    assert [(list(line.get_xdata()), list(line.get_ydata())) for line in runs] == \
+        [([1.5, 3.0], [21.0, 22.5]), ([1.7, 3.2], [20.5, 23.0]), ([0.5, 1.0, 1.5], [19.0, 19.5, 18.0])]
+    assert runs[0].get_color() == runs[1].get_color() != runs[2].get_color()  # one colour per variant
+    assert list(level.get_ydata()) == [22.0, 22.0] and level.get_linestyle() == '--'  # mean of 20 and 24 dB
+    assert [text.get_text() for text in axes.get_legend().get_texts()] == \
+        ['DA-RCOT (seeds 0,1)', 'L1-only (seed 0)', 'degraded input']
+    assert axes.get_xlabel() == 'training time (s, validation excluded)' and '(dB)' in axes.get_ylabel()
+    assert axes.get_title() == 'tiny: mean validation PSNR vs training time' and axes.get_xlim()[0] == 0
 
 
 def test_main_variants_take_every_seed():

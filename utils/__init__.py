@@ -4,4 +4,5 @@ training iteration), `training` (the loop of trainer.py), `rng` (random states a
 or not at all), `export` (safetensors and ONNX model files), `official` (the official checkpoints), `precision`
 (`--amp auto|on|off`), `acceleration` (autocast and compile wrappers), `allocator` (the C allocator),
 `distributed` (torchrun), `monitor` (logs), `metrics`, `evaluate` (shared by validation and test.py), `inference`
-(padding, tiling), `report` (tables), `embeddings` (the residual-embedding plots)."""
+(padding, tiling), `report` (tables), `figures` (matplotlib figures written as PNG), `embeddings` (the
+residual-embedding plots)."""

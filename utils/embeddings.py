@@ -3,33 +3,33 @@ image, pooled over space, labelled by its degradation.
 
 Writes, below the output folder, TensorBoard's embedding projector data (`projector/`, open it with
 `tensorboard --logdir <folder>/projector`), the 2-D coordinates (`embeddings_2d.csv`) and a scatter plot
-coloured by degradation (`embeddings_2d.png`, drawn with OpenCV): the paper's degradation-awareness figure.
-The 2-D map is t-SNE where scikit-learn is installed (optional, not in requirements.txt) and there are
-enough images, PCA otherwise; the plot's title says which.
+coloured by degradation (`embeddings_2d.png`, drawn with matplotlib through `utils.figures`): the paper's
+degradation-awareness figure. The 2-D map is t-SNE where scikit-learn is installed (optional, not in
+requirements.txt) and there are enough images, PCA otherwise; the plot's title and axes say which.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
-from data.image_io import write_rgb
+from utils.atomic import write_text_atomically
+from utils.figures import colour, new_figure, write_png
 
-# Distinct colours (RGB) for up to 10 degradations; more labels reuse them.
-_PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
-            (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-_CANVAS, _MARGIN, _LEGEND = 720, 48, 200
+# The axes of each 2-D map: PCA keeps the embedding's own units, t-SNE's coordinates have none.
+_AXES = {'PCA': 'principal axis {} (embedding units)', 't-SNE': 't-SNE axis {} (no unit)'}
 _MIN_TSNE = 8  # below this many images t-SNE says nothing that PCA does not
 
 
 def degradation_label(row: dict) -> str:
-    """The colour label of an image: its task, with the noise level for denoising (`denoise σ25`)."""
-    return row['task'] if row['sigma'] is None else f'{row["task"]} σ{row["sigma"]}'
+    """The colour label of an image: its task, with the noise level for denoising (`denoise σ=25`)."""
+    return row['task'] if row['sigma'] is None else f'{row["task"]} σ={row["sigma"]}'
 
 
 def pca_2d(matrix: np.ndarray) -> np.ndarray:
@@ -53,24 +53,19 @@ def project_2d(matrix: np.ndarray) -> tuple[np.ndarray, str]:
     return pca_2d(matrix), 'PCA'
 
 
-def scatter_plot(points: np.ndarray, labels: Sequence[str], title: str) -> np.ndarray:
-    """An RGB uint8 scatter plot of N x 2 points, one colour per label, with a legend."""
-    canvas = np.full((_CANVAS, _CANVAS + _LEGEND, 3), 255, np.uint8)
-    low, high = points.min(axis=0), points.max(axis=0)
-    scale = (_CANVAS - 2 * _MARGIN) / np.maximum(high - low, 1e-12)
-    names = list(dict.fromkeys(labels))
-    colours = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
-    for (x, y), label in zip(points, labels, strict=True):
-        centre = (int(_MARGIN + (x - low[0]) * scale[0]), int(_CANVAS - _MARGIN - (y - low[1]) * scale[1]))
-        cv2.circle(canvas, centre, 6, colours[label], -1, cv2.LINE_AA)
-    cv2.putText(canvas, title, (_MARGIN, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, name in enumerate(names):
-        top = _MARGIN + 28 * i
-        cv2.circle(canvas, (_CANVAS + 12, top), 7, colours[name], -1, cv2.LINE_AA)
-        # Hershey fonts have no Greek letters.
-        cv2.putText(canvas, name.replace('σ', 'sigma '), (_CANVAS + 26, top + 6), cv2.FONT_HERSHEY_SIMPLEX, 0.55,
-                    (0, 0, 0), 1, cv2.LINE_AA)
-    return canvas
+def scatter_figure(points: np.ndarray, labels: Sequence[str], method: str, size: tuple[int, int] = (900, 720)
+                   ) -> Figure:
+    """N x 2 points made by `method` ('PCA' or 't-SNE'), one colour and one legend entry per label, in the order
+    the labels first appear."""
+    figure, axes = new_figure(size, f'residual embedding R4 of {len(points)} test images, {method}',
+                              _AXES[method].format(1), _AXES[method].format(2))
+    labels = np.asarray(labels)
+    for index, name in enumerate(dict.fromkeys(labels)):
+        chosen = points[labels == name]
+        axes.scatter(chosen[:, 0], chosen[:, 1], s=40, color=colour(index), edgecolors='white', linewidths=0.5,
+                     label=name)
+    axes.legend(title='degradation', loc='upper left', bbox_to_anchor=(1.01, 1.0), fontsize='small')
+    return figure
 
 
 def write_embeddings(rows: Sequence[dict], output_dir: str | Path) -> list[Path]:
@@ -87,12 +82,12 @@ def write_embeddings(rows: Sequence[dict], output_dir: str | Path) -> list[Path]
                                                                  for label, row in zip(labels, rows, strict=True)],
                              metadata_header=['degradation', 'set', 'image'], tag='residual_embedding_R4')
     points, method = project_2d(matrix)
-    table = output_dir / 'embeddings_2d.csv'
-    with open(table, 'w', newline='', encoding='utf-8') as handle:
-        writer = csv.writer(handle)
-        writer.writerow(['degradation', 'set', 'image', 'x', 'y'])
-        writer.writerows([label, row['set'], row['name'], x, y]
-                         for label, row, (x, y) in zip(labels, rows, points, strict=True))
+    table, text = output_dir / 'embeddings_2d.csv', io.StringIO(newline='')
+    writer = csv.writer(text)
+    writer.writerow(['degradation', 'set', 'image', 'x', 'y'])
+    writer.writerows([label, row['set'], row['name'], x, y]
+                     for label, row, (x, y) in zip(labels, rows, points, strict=True))
+    write_text_atomically(table, text.getvalue())
     plot = output_dir / 'embeddings_2d.png'
-    write_rgb(plot, scatter_plot(points, labels, f'residual embedding R4, {method}, {len(rows)} images'))
+    write_png(scatter_figure(points, labels, method), plot)
     return [output_dir / 'projector', table, plot]

@@ -6,11 +6,11 @@ are saved), as the paper does: `peak_signal_noise_ratio(data_range=255)` and
 convention instead: the ITU-R BT.601 luma Y in [16, 235] (float, not rounded), and SSIM with BasicSR's
 11 x 11 Gaussian window (sigma 1.5, population covariance).
 
-LPIPS and FID need networks with pretrained weights. They come from optional packages (`lpips`;
-`pytorch-fid`), which are not in requirements.txt, and are used only where the package is installed *and*
-its weights are already on this machine: `load_lpips` and `load_fid` return an `Unavailable` naming the
-reason otherwise, so that a report says why a number is missing instead of showing a random-backbone value.
-Both metrics take their network as a plain callable, so tests use a stand-in.
+LPIPS and FID need networks with pretrained weights. They come from packages (`lpips`, optional and not in
+requirements.txt; `pytorch-fid`, which also computes the Fréchet distance), and are used only where the package
+is installed *and* its weights are already on this machine: `load_lpips` and `load_fid` return an `Unavailable`
+naming the reason otherwise, so that a report says why a number is missing instead of showing a random-backbone
+value. Both metrics take their network as a plain callable, so tests use a stand-in.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import linalg
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from data.image_io import to_tensor
@@ -66,27 +65,21 @@ def ssim(restored: np.ndarray, target: np.ndarray, *, data_range: int = 255, y_c
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two N x D feature sets (the FID formula):
-    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))."""
+    """Fréchet distance between Gaussians fitted to two N x D feature sets (the FID formula,
+    |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as `pytorch-fid` computes it); D >= 2, since
+    pytorch-fid 0.3.0 fails on 1 x 1 covariances with SciPy 1.17 (FID's features are 2048-D)."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
     if len(features_a) < 2 or len(features_b) < 2:
         raise ValueError('the Fréchet distance needs at least 2 feature vectors per set')
-    mu_a, mu_b = features_a.mean(0), features_b.mean(0)
-    cov_a = np.atleast_2d(np.cov(features_a, rowvar=False))
-    cov_b = np.atleast_2d(np.cov(features_b, rowvar=False))
+    if features_a.ndim != 2 or features_a.shape[1] < 2 or features_a.shape[1:] != features_b.shape[1:]:
+        raise ValueError('the Fréchet distance needs two N x D feature sets of one size D >= 2, got '
+                         f'{features_a.shape} and {features_b.shape}')
     with warnings.catch_warnings():
-        warnings.simplefilter('error', linalg.LinAlgWarning)
-        try:
-            root = linalg.sqrtm(cov_a @ cov_b)
-        except linalg.LinAlgWarning:
-            root = None
-    if root is None or not np.isfinite(root).all():
-        # Singular products (fewer images than features): regularise as pytorch-fid does.
-        offset = np.eye(len(cov_a)) * 1e-6
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore', linalg.LinAlgWarning)
-            root = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
-    root = np.real(root)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root))
+        # pytorch-fid 0.3.0, its latest release, still passes sqrtm's `disp`, deprecated in SciPy 1.17
+        warnings.filterwarnings('ignore', 'The `disp` argument is deprecated', DeprecationWarning)
+        return float(calculate_frechet_distance(features_a.mean(0), np.cov(features_a, rowvar=False),
+                                                features_b.mean(0), np.cov(features_b, rowvar=False)))
 
 
 @dataclass(frozen=True)
@@ -169,8 +162,7 @@ def load_fid(device: torch.device) -> FID | Unavailable:
     try:
         from pytorch_fid.inception import FID_WEIGHTS_URL, InceptionV3
     except ImportError:
-        return Unavailable('the optional package `pytorch-fid` is not installed (pip install pytorch-fid; it is '
-                           'not in requirements.txt)')
+        return Unavailable('the package `pytorch-fid` is not installed (pip install -r requirements.txt)')
     weights = _hub_file(Path(FID_WEIGHTS_URL).name)
     if not weights.is_file():
         return Unavailable(f'the FID Inception weights are not at {weights}; download them once with network '
