@@ -97,14 +97,19 @@ class ListMatch:
         if self.missing:
             hint = (' (the list names BSD400 images a<id>.jpg, e.g. a247012.jpg, and WED images NNNNN.bmp)'
                     if self.task == 'denoise' else '')
-            lines.append(f'{len(self.missing)} listed name(s) have no file below {self.folder}, so this run trains '
-                         f'on fewer images than the paper: {_shown(self.missing, len(self.missing))}. Give your '
+            lines.append(f'{len(self.missing)} listed name(s) have no file below {self.folder}, so training sees '
+                         f'fewer images than the paper\'s: {_shown(self.missing, len(self.missing))}. Give your '
                          f'files the listed names{hint}, or pass --data_lists none to train on every image in the '
                          'folder')
         if self.unlisted:
             rel = (p.relative_to(self.folder).as_posix() for p in self.unlisted)
             lines.append(f'{len(self.unlisted)} file(s) below {self.folder} are not in the list and are not trained '
                          f'on (--data_lists none trains on them): {_shown(rel, len(self.unlisted))}')
+        missing = set(self.missing) if self.task == 'denoise' else set()
+        renamed = [p.name for p in self.unlisted if f'a{p.name}' in missing]  # BSD400 without the list's prefix
+        if renamed:
+            lines.append(f'{len(renamed)} of these unlisted files are listed with an `a` in front (BSD400: '
+                         f'{renamed[0]} is listed as a{renamed[0]}): rename them to train on them')
         return lines
 
     @property

@@ -85,9 +85,9 @@ def test_the_official_lists_give_the_papers_epoch(official_tree):
 
 @pytest.fixture
 def small_tree(tmp_path) -> dict[str, Path]:
-    """A few listed files of each task, plus unlisted ones: BSD400 under its usual names (247012.jpg, not the
-    list's a247012.jpg), a rain pair beyond the list's 200 and a hazy scene the list leaves out."""
-    roots = build_tree(tmp_path / 'Train', denoise=['a247012.jpg', '00012.bmp', '03000.bmp', '247012.jpg'],
+    """A few listed files of each task, plus unlisted ones: a BSD400 image under another name (117025.jpg, not
+    the list's a117025.jpg), a rain pair beyond the list's 200 and a hazy scene the list leaves out."""
+    roots = build_tree(tmp_path / 'Train', denoise=['a247012.jpg', '00012.bmp', '03000.bmp', '117025.jpg'],
                        derain=['rainy/rain-1.png', 'rainy/rain-2.png', 'rainy/rain-3.png', 'rainy/rain-201.png'],
                        dehaze=['synthetic/part1/0025_0.8_0.04.jpg', 'synthetic/part1/0025_0.8_0.06.jpg',
                                'synthetic/part1/0001_0.8_0.2.jpg'])
@@ -99,12 +99,14 @@ def test_missing_and_unlisted_files_are_counted_and_named(small_tree):
     match = match_list('denoise', small_tree['denoise'], OFFICIAL_LISTS / LISTS['denoise'])
     assert sorted(p.name for p in match.kept) == ['00012.bmp', '03000.bmp', 'a247012.jpg']  # in BSD400/ and WED/
     assert len(match.missing) == 5_141 and 'a247012.jpg' not in match.missing
-    assert [p.relative_to(small_tree['denoise']).as_posix() for p in match.unlisted] == ['WED/247012.jpg']
+    assert [p.relative_to(small_tree['denoise']).as_posix() for p in match.unlisted] == ['WED/117025.jpg']
     report = match.report()
     assert 'denoise: 3 of the 5144 names of' in report and 'matched by file name, anywhere below it' in report
     assert '5141 listed name(s) have no file below' in report and '... and 5136 more' in report
     assert 'a<id>.jpg' in report and '--data_lists none' in report
-    assert '1 file(s) below' in report and 'WED/247012.jpg' in report
+    assert '1 file(s) below' in report and 'WED/117025.jpg' in report
+    assert '1 of these unlisted files are listed with an `a` in front (BSD400: 117025.jpg is listed as a117025.jpg)' \
+        in report
 
     rain = match_list('derain', small_tree['derain'], OFFICIAL_LISTS / LISTS['derain'])
     assert (len(rain.kept), len(rain.missing)) == (3, 197)
