@@ -13,6 +13,7 @@ that the list leaves out, and says which; the trainer prints it at start and `py
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from data.layouts import TRAIN_LAYOUT, TRAIN_LAYOUTS, DataLayoutError, Pair, require_images, train_pairs
@@ -65,7 +66,7 @@ def list_paths(spec: str, de_types: Iterable[str]) -> dict[str, Path]:
 
 
 def _shown(names: Iterable[str], count: int) -> str:
-    first = list(names)[:_SHOWN]
+    first = list(islice(names, _SHOWN))
     return ', '.join(first) + (f' ... and {count - len(first)} more' if count > len(first) else '')
 
 
