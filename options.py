@@ -19,6 +19,7 @@ from pathlib import Path
 
 from data.layouts import default_train_roots
 from data.tasks import ALL_TOKENS, DE_TYPES, THREE_TASK, parse_de_type, parse_replication
+from data.train_lists import list_paths
 
 BACKBONES = ('MRCNet', 'Restormer', 'RCNet')  # the rows of net.MODELS, named here so that parsing needs no torch
 AMP_CHOICES = ('auto', 'on', 'off')  # utils.precision says what `auto` picks on which hardware
@@ -42,7 +43,7 @@ PRESETS: dict[str, dict] = {
     'demo': dict(dim=16, num_blocks=(1, 1, 2, 4), num_refinement_blocks=1, patch_size=32, batchSize=8,
                  critic_width=16, optimizer='Adam', lr=1e-4, map_lr=3e-3, identity_init=True, nEpochs=14,
                  lr_schedule='cosine', de_type=list(ALL_TOKENS),
-                 data_root='data/demo/Train', type='demo', cache=True, threads=0,
+                 data_root='data/demo/Train', data_lists='none', type='demo', cache=True, threads=0,
                  replication=['denoise_15=1', 'denoise_25=1', 'denoise_50=1', 'derain=2', 'dehaze=1', 'deblur=2',
                               'lowlight=1'],
                  save_every=100, keep_epochs=1, image_every=50, log_every=5, max_minutes=6.5),
@@ -89,6 +90,7 @@ class TrainConfig:
     data_root: str = 'data/Train'
     train_roots: dict[str, str] = dataclasses.field(default_factory=dict)
     replication: dict[str, int] = dataclasses.field(default_factory=dict)
+    data_lists: str = 'official'  # 'official', 'none' or a folder of lists (data.train_lists)
     cache: bool = False
     skip_unreadable: bool = False
     # Validation.
@@ -279,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         data.add_argument(f'--{flag}', default=None, help=f'{key} training folder (default: under --data_root)')
     data.add_argument('--replication', nargs='+', default=[],
                       help='per-token repeats in an epoch, e.g. derain=100 dehaze=2 (default: the official ones)')
+    data.add_argument('--data_lists', default=default.data_lists, metavar='{official,none,DIR}',
+                      help='which files the tasks with a training list (noise, rain, haze) train on. official: '
+                           'only those named in data/lists, as the paper; none: every image of their folders; DIR: '
+                           'the lists of a folder laid out as data/lists, every list a --de_type task needs must be '
+                           'there (else an error). Listed names with no file and unlisted files are counted and '
+                           'printed at start; blur, low light and single always train on their whole folder')
     data.add_argument('--cache', action=argparse.BooleanOptionalAction, default=default.cache,
                       help='keep decoded training images in memory')
     data.add_argument('--skip_unreadable', action='store_true', help='skip unreadable training images with a warning')
@@ -397,6 +405,7 @@ def _resolve(args: dict) -> TrainConfig:
     problem = tile_problem(config.val_tile, TILE_OVERLAP, '--val_tile')
     if problem:
         raise ValueError(problem)
+    list_paths(config.data_lists, config.de_type)  # a list it needs that is absent: an error now
     if config.val_split and config.val_dir:
         raise ValueError(f'--val_split {config.val_split} and --val_dir {config.val_dir}: validate on one of them')
     if config.resume not in ('none', 'auto') and not Path(config.resume).is_file():

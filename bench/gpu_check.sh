@@ -32,7 +32,7 @@ step timeout 150 $python bench/train_step.py --variants fast+compile fast+bf16+c
     --no_flops --json "$out/train_compile.json"
 if [ "$($python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
     step timeout 120 $python -m torch.distributed.run --standalone --nproc_per_node 2 trainer.py --preset small \
-        --data_root data/demo/Train --max_iters 20 --log_dir "$out/ddp_runs" --ckpt_dir "$out/ddp_ckpt"
+        --data_root data/demo/Train --data_lists none --max_iters 20 --log_dir "$out/ddp_runs" --ckpt_dir "$out/ddp_ckpt"
 else
     echo "== one GPU: the 2-GPU DDP path is not run"
 fi

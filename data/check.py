@@ -1,8 +1,11 @@
-"""Check a data tree: `python -m data.check [--train_root data/Train] [--test_root data/Test] [--no_decode]`.
+"""Check a data tree: `python -m data.check [--train_root data/Train] [--test_root data/Test] [--no_decode]
+[--data_lists official|none|DIR]`.
 
 Prints, per task, what it found (pairs, images, sizes), what is unmatched, unreadable or paired with an image
-of another size, and which `--de_type` sets (3-task, 5-task) the tree can train and test. The first thing to
-run after downloading the paper's data sets. Exits with status 1 when it found a problem or no data at all.
+of another size, and which `--de_type` sets (3-task, 5-task) the tree can train and test. Tasks with a training
+list (`data.train_lists`, as `trainer.py --data_lists`) are checked on the files their list keeps, and NOTE
+lines count the listed names with no file and the files the list leaves out. The first thing to run after
+downloading the paper's data sets. Exits with status 1 when it found a problem or no data at all.
 """
 
 import argparse
@@ -27,6 +30,7 @@ from data.layouts import (
 )
 from data.tasks import FIVE_TASK, THREE_TASK, train_task
 from data.test_sets import all_test_tasks
+from data.train_lists import list_path, match_list
 
 GROUPS = {'3-task': THREE_TASK, '5-task': FIVE_TASK}
 
@@ -40,6 +44,7 @@ class TaskReport:
     summary: str = ''
     problems: list[str] = field(default_factory=list)
     found: bool = False
+    notes: list[str] = field(default_factory=list)  # what a training list and the folder disagree on
 
     @property
     def usable(self) -> bool:
@@ -81,18 +86,30 @@ def _report(task: str, label: str, pairing: Pairing, lq_dir: Path | None, gt_dir
     return TaskReport(task, label, summary, pairing.problems(lq_dir, gt_dir, allow_unused_gt) + problems, True)
 
 
-def check_train(train_root: str | Path, decode: bool = True) -> list[TaskReport]:
-    """One report per training task below `train_root` (folders of `default_train_roots`)."""
+def check_train(train_root: str | Path, decode: bool = True, data_lists: str = 'official') -> list[TaskReport]:
+    """One report per training task below `train_root` (folders of `default_train_roots`), each task with a list
+    under `data_lists` (`data.train_lists.list_path`) on the files its list keeps."""
     reports = []
     for task, root in default_train_roots(train_root).items():
         layout, label = TRAIN_LAYOUTS[task], f'{task:<9} {root}'
         try:
-            pairing = scan_train(task, root)
+            listed = list_path(data_lists, task)
+            match = None if listed is None else match_list(task, root, listed)
+            pairing = scan_train(task, root, None if match is None else match.kept)
         except DataLayoutError as err:
             reports.append(TaskReport(task, label, 'not found: ' + str(err).split(';')[0]))
             continue
+        except ValueError as err:
+            reports.append(TaskReport(task, label, problems=[str(err)], found=True))
+            continue
         lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
-        reports.append(_report(task, label, pairing, lq_dir, root / layout.gt_dir, decode, layout.allow_unused_gt))
+        report = _report(task, label, pairing, lq_dir, root / layout.gt_dir, decode, layout.allow_unused_gt)
+        if match is not None:
+            report.summary += f'; list: {match.summary}'
+            report.notes = match.notes
+            if not match.kept:
+                report.problems.append(match.nothing_kept)
+        reports.append(report)
     return reports
 
 
@@ -132,20 +149,26 @@ def _section(title: str, reports: list[TaskReport], layout: str) -> list[str]:
     for report in reports:
         lines.append(f'  {report.label}: {report.summary}'.rstrip(': '))
         lines.extend(f'    PROBLEM {p}' for p in report.problems)
+        lines.extend(f'    NOTE {n}' for n in report.notes)
     if not all(r.found for r in reports):
         lines += ['  Expected layout (what is not found above):', layout]
     return lines
 
 
-def run_check(train_root: str | Path, test_root: str | Path, decode: bool = True) -> tuple[str, bool]:
-    """The report as text, and whether the tree is free of problems (and holds any data at all)."""
-    train, test = check_train(train_root, decode), check_test(test_root, decode)
+def run_check(train_root: str | Path, test_root: str | Path, decode: bool = True, data_lists: str = 'official'
+              ) -> tuple[str, bool]:
+    """The report as text, and whether the tree is free of problems (and holds any data at all); `data_lists`
+    as `trainer.py --data_lists`."""
+    train, test = check_train(train_root, decode, data_lists), check_test(test_root, decode)
     lines = _section(f'Training data ({train_root}):', train, TRAIN_LAYOUT)
     lines += ['Can train:', *_groups(train)]
     lines += _section(f'Test data ({test_root}):', test, TEST_LAYOUT)
     lines += ['Can test:', *_groups(test)]
     ok = not any(r.problems for r in train + test) and any(r.found for r in train + test)
     lines.append('No problem found.' if ok else 'Problems found (see PROBLEM lines), or no data at all.')
+    if any(r.notes for r in train):
+        lines.append('NOTE lines: the training lists and the folders differ; training uses the listed files found '
+                     '(--data_lists none: every file)')
     return '\n'.join(lines), ok
 
 
@@ -154,8 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--train_root', default='data/Train')
     parser.add_argument('--test_root', default='data/Test')
     parser.add_argument('--no_decode', action='store_true', help='only pair names; skip reading every image')
+    parser.add_argument('--data_lists', default='official', metavar='{official,none,DIR}',
+                        help="the training lists to check against, as trainer.py's flag (default: official)")
     args = parser.parse_args(argv)
-    text, ok = run_check(args.train_root, args.test_root, decode=not args.no_decode)
+    text, ok = run_check(args.train_root, args.test_root, decode=not args.no_decode, data_lists=args.data_lists)
     print(text)
     return 0 if ok else 1
 

@@ -14,8 +14,8 @@ Degraded files without a partner, and clean files without a degraded one, are er
 """
 
 import os
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from data.image_io import list_images
@@ -154,13 +154,14 @@ def require_images(folder: Path, layout: str) -> list[Path]:
     return images
 
 
-def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
-    """Pair the images below `lq_dir` with those below `gt_dir` by name (see the module docstring).
+def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str, lq_files: Collection[Path] | None = None) -> Pairing:
+    """Pair the images below `lq_dir` (or only `lq_files`, some of them) with those below `gt_dir` by name (see
+    the module docstring).
 
     Raises:
         DataLayoutError: when either folder is missing or empty; leftovers are reported in the result.
     """
-    lq_files = require_images(lq_dir, layout)
+    lq_files = require_images(lq_dir, layout) if lq_files is None else sorted(lq_files)
     gt_files = require_images(gt_dir, layout)
     index: dict[str, list[Path]] = {}
     for path in gt_files:
@@ -182,9 +183,10 @@ def pair_by_name(lq_dir: Path, gt_dir: Path, layout: str) -> Pairing:
     return Pairing(pairs, tuple(unmatched), tuple(p for p in gt_files if p not in used), (*ambiguous, *clashes))
 
 
-def clean_images(folder: Path, layout: str) -> Pairing:
-    """Clean images only (noise is added on the fly): every image below `folder` is a pair with `lq` None."""
-    images = require_images(folder, layout)
+def clean_images(folder: Path, layout: str, images: Collection[Path] | None = None) -> Pairing:
+    """Clean images only (noise is added on the fly): every image below `folder` (or only `images`, some of
+    them) is a pair with `lq` None."""
+    images = require_images(folder, layout) if images is None else sorted(images)
     pairs, clashes = _unique_names([Pair(None, p, p.relative_to(folder).with_suffix('').as_posix()) for p in images])
     return Pairing(pairs, ambiguous=clashes)
 
@@ -209,8 +211,11 @@ def require_complete(pairing: Pairing, lq_dir: Path | None, gt_dir: Path, allow_
     return pairing.pairs
 
 
-def scan_train(task: str, root: str | Path) -> Pairing:
+def scan_train(task: str, root: str | Path, only: Collection[Path] | None = None) -> Pairing:
     """Pair one training task's folders below `root` (keys of `TRAIN_LAYOUTS`); leftovers are reported.
+
+    `only` restricts the scan to these degraded files (clean files, for denoising), e.g. those a training list
+    names (`data.train_lists`); the clean files they leave unused are then no leftovers.
 
     Raises:
         DataLayoutError: when a folder is missing or empty.
@@ -218,12 +223,13 @@ def scan_train(task: str, root: str | Path) -> Pairing:
     layout = TRAIN_LAYOUTS[task]
     root = Path(root)
     if layout.lq_dir is None:
-        return clean_images(root, TRAIN_LAYOUT)
-    return pair_by_name(root / layout.lq_dir, root / layout.gt_dir, TRAIN_LAYOUT)
+        return clean_images(root, TRAIN_LAYOUT, only)
+    pairing = pair_by_name(root / layout.lq_dir, root / layout.gt_dir, TRAIN_LAYOUT, only)
+    return pairing if only is None else replace(pairing, unmatched_gt=())
 
 
-def train_pairs(task: str, root: str | Path) -> tuple[Pair, ...]:
-    """The complete pairs of one training task.
+def train_pairs(task: str, root: str | Path, only: Collection[Path] | None = None) -> tuple[Pair, ...]:
+    """The complete pairs of one training task (of the files `only` names, see `scan_train`).
 
     Raises:
         DataLayoutError: for a missing or empty folder and for files that do not pair up.
@@ -231,7 +237,7 @@ def train_pairs(task: str, root: str | Path) -> tuple[Pair, ...]:
     layout = TRAIN_LAYOUTS[task]
     root = Path(root)
     lq_dir = None if layout.lq_dir is None else root / layout.lq_dir
-    return require_complete(scan_train(task, root), lq_dir, root / layout.gt_dir, layout.allow_unused_gt)
+    return require_complete(scan_train(task, root, only), lq_dir, root / layout.gt_dir, layout.allow_unused_gt)
 
 
 def _pair_dirs(folder: Path) -> tuple[Path, Path] | None:

@@ -10,6 +10,7 @@ memory: `set_epoch` in the main process reaches persistent workers too.
 
 The folders are those of `data.layouts.TRAIN_LAYOUT`; `data.layouts.default_train_roots` maps a base folder to
 them.
+A task given a training list (`data.train_lists`) keeps only the files its list names.
 """
 
 import bisect
@@ -28,6 +29,7 @@ from data.image_io import ImageReadError, read_rgb, to_tensor
 from data.layouts import DataLayoutError, Pair, train_pairs
 from data.noise import add_gaussian_noise
 from data.tasks import DE_TYPES, DEFAULT_REPLICATION, NOISE_SIGMAS, parse_de_type, train_task
+from data.train_lists import ListMatch, listed_pairs
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,8 @@ class _PatchSet(Dataset):
 
     def __init__(self, roots: Mapping[str, str | Path], de_types: Iterable[str], patch_size: int,
                  replication: Mapping[str, int] | None = None, seed: int = 0, cache: bool = False,
-                 skip_unreadable: bool = False, val_split: int = 0) -> None:
+                 skip_unreadable: bool = False, val_split: int = 0,
+                 lists: Mapping[str, str | Path] | None = None) -> None:
         if patch_size < 1:
             raise ValueError(f'patch_size must be >= 1, got {patch_size}')
         self.tokens = parse_de_type(list(de_types))
@@ -106,10 +109,14 @@ class _PatchSet(Dataset):
         counts = {**DEFAULT_REPLICATION, **(replication or {})}
         pairs: dict[str, tuple[Pair, ...]] = {}
         self.held_out: dict[str, tuple[Pair, ...]] = {}  # task -> its validation pairs (`val_split`)
+        self.list_matches: dict[str, ListMatch] = {}  # task -> what its training list kept and left (`lists`)
         for task in dict.fromkeys(train_task(t) for t in self.tokens):
             if task not in roots:
                 raise DataLayoutError(f'no training root for task {task!r} (needed by --de_type); give its folder')
-            pairs[task] = train_pairs(task, roots[task])
+            if task in (lists or {}):
+                pairs[task], self.list_matches[task] = listed_pairs(task, roots[task], lists[task])
+            else:
+                pairs[task] = train_pairs(task, roots[task])
             if val_split:
                 pairs[task], self.held_out[task] = hold_out(pairs[task], val_split, seed, task)
         self.sources = [_Source(t, pairs[train_task(t)], counts[t]) for t in self.tokens]
@@ -223,6 +230,8 @@ class TrainDataset(_PatchSet):
         skip_unreadable: replace samples whose file cannot be decoded (counted in `skipped_unreadable`)
             instead of raising.
         val_split: clean images per task held out of the set (`hold_out`); their pairs are in `held_out`.
+        lists: training list per task (`data.train_lists.list_paths`): such a task trains on the listed files
+            only (what the list kept and left is in `list_matches`); the others on every pair of their folder.
     """
 
     def __getitem__(self, index: int) -> dict:
@@ -286,6 +295,10 @@ class WithCleanPatches(Dataset):
     @property
     def held_out(self) -> dict[str, tuple[Pair, ...]]:
         return self.pairs.held_out
+
+    @property
+    def list_matches(self) -> dict[str, ListMatch]:
+        return self.pairs.list_matches
 
     @property
     def skipped_unreadable(self) -> int:

@@ -153,6 +153,7 @@ def tiny_argv(data: Path, out: Path, *extra: str) -> list[str]:
     """Trainer flags for the tiny data: 5 samples in batches of 2, so 3 iterations per epoch, the last of one
     sample; iteration 0 is paired, 1-2 unpaired. float32 (`--amp off`), whatever the CPU: a later `--amp` wins."""
     return ['--preset', 'tiny', '--device', 'cpu', '--amp', 'off', '--data_root', str(data / 'Train'),
+            '--data_lists', 'none',  # the tiny tree is not the paper's data: every file of it
             '--de_type', 'denoise_15', 'derain', '--replication', 'denoise_15=1', 'derain=1', '--batchSize', '2',
             '--pairnum', '2',
             '--nEpochs', '2', '--save_every', '2', '--log_every', '1', '--image_every', '2', '--threads', '0',

@@ -33,8 +33,8 @@ def _tiny_scale(root: Path) -> Scale:
         smooth = np.kron(rng.random((10, 10, 3)), np.ones((8, 8, 1)))  # 80 x 80, enough for 32 x 32 patches
         write_rgb(root / 'Train' / 'Denoise' / f'{index}.png', (smooth * 255).astype(np.uint8))
     write_rgb(root / 'Test' / 'denoise' / 'tiny' / 'a.png', (rng.random((40, 48, 3)) * 255).astype(np.uint8))
-    flags = ('--preset', 'tiny', '--batchSize', '2', '--de_type', 'denoise_25', '--log_every', '1',
-             '--save_every', '1000', '--image_every', '1000')
+    flags = ('--preset', 'tiny', '--data_lists', 'none', '--batchSize', '2', '--de_type', 'denoise_25',
+             '--log_every', '1', '--save_every', '1000', '--image_every', '1000')
     return Scale('tiny', flags, val_tasks=('denoise',), iters=2, val_every=1, seeds=(0, 1), val_images=1,
                  device='cpu', prepare=lambda work: (['--data_root', str(root / 'Train')], root / 'Test'))
 

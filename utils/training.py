@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from data.tasks import NOISE_SIGMAS, train_task
 from data.test_sets import TestSet, find_test_sets
+from data.train_lists import list_paths
 from data.train_set import CleanPatchSource, TrainDataset, WithCleanPatches
 from net import MODELS, Critic, set_activation_checkpointing, start_near_identity
 from options import TrainConfig
@@ -142,6 +143,8 @@ def train(config: TrainConfig, runtime: distributed.Runtime, command: list[str])
                           log_every=config.log_every, image_every=config.image_every)
     run.monitor.record_run({**config.to_dict(), 'precision': run.precision.to_dict()}, command)
     run.monitor.message(f'precision: {run.precision.describe()}')
+    for match in data.dataset.list_matches.values():
+        run.monitor.message(f'training list of {match.report()}')
     if run.resumed_from is not None:
         run.monitor.message(f'resumed from {run.resumed_from}: epoch {run.epoch}, iteration {run.iteration}, '
                             f'{run.step} done')
@@ -268,7 +271,8 @@ def training_data(config: TrainConfig, runtime: distributed.Runtime) -> Training
     """The training set, its sampler and loader, the iterations per epoch and how many of them are paired."""
     data_args = dict(roots=config.train_roots, de_types=config.de_type, patch_size=config.patch_size,
                      replication=config.replication or None, seed=config.seed, cache=config.cache,
-                     skip_unreadable=config.skip_unreadable, val_split=config.val_split)
+                     skip_unreadable=config.skip_unreadable, val_split=config.val_split,
+                     lists=list_paths(config.data_lists, config.de_type))
     dataset = TrainDataset(**data_args)
     per_epoch = math.ceil(math.ceil(len(dataset) / runtime.world_size) / config.batchSize)  # batches per process
     paired_iterations = config.pairnum // (config.batchSize * runtime.world_size)
