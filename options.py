@@ -19,7 +19,8 @@ from pathlib import Path
 from data.layouts import default_train_roots
 from data.tasks import ALL_TOKENS, DE_TYPES, THREE_TASK, parse_de_type, parse_replication
 
-BACKBONES = ('MRCNet', 'Restormer', 'RCNet')  # the rows of net.MODELS, named here so that parsing needs no torch
+# The rows of net.MODELS, named here so that parsing needs no torch.
+BACKBONES = ('MRCNet', 'Restormer', 'RCNet', 'PromptIR')
 AMP_CHOICES = ('auto', 'on', 'off')  # utils.precision says what `auto` picks on which hardware
 
 TRAIN_ROOT_FLAGS = {  # training-root key -> flag that overrides it

@@ -48,6 +48,7 @@ class MRCNet(nn.Module):
 
     size_multiple = 8
     multi_scale = True
+    leftover_prefixes = LEFTOVER_PREFIXES
 
     def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,
                  num_blocks: tuple[int, ...] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
