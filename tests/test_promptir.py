@@ -76,8 +76,11 @@ def test_the_full_official_state_dict_loads_reporting_exactly_the_unused_modules
 def test_the_parameter_count_at_the_defaults_is_the_papers():
     with torch.device('meta'):
         model = PromptIR()
-    # The paper's 35.59 M counts the unused official modules too (215,296 parameters).
+    # The official class has 35,592,263: its unused modules hold 215,296 more (promptir_keys).
     assert sum(p.numel() for p in model.parameters()) == 35_376_967
+    unused = sum(torch.Size(shape).numel() for name, shape in load_promptir_fixture()['promptir_keys'].items()
+                 if name.startswith(UNUSED))
+    assert unused == 215_296
 
 
 @pytest.mark.parametrize('dim', [8, 24, 64])
@@ -174,3 +177,13 @@ def test_a_lightning_checkpoint_holding_code_is_refused_and_never_runs(tmp_path)
     with pytest.raises(SystemExit, match='refused and nothing in the file was executed'):
         test_script.load_map(tmp_path / 'evil.ckpt', torch.device('cpu'))
     assert not marker.exists()
+
+
+def test_trainer_trains_it_and_test_py_scores_the_result(tmp_path):
+    import trainer
+    from tests.test_trainer import tiny_argv, write_tiny_data
+
+    data = write_tiny_data(tmp_path / 'data')
+    trainer.main(tiny_argv(data, tmp_path / 'run', '--backbone', 'PromptIR', '--dim', '48', '--max_iters', '2'))
+    loaded, described, checkpoint = test_script.load_map(tmp_path / 'run/ckpt/last_map.pth', torch.device('cpu'))
+    assert isinstance(loaded, PromptIR) and checkpoint['training']['steps'] == 2 and 'PromptIR, dim 48' in described

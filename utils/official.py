@@ -17,14 +17,14 @@ with `zipfile` and our own `persistent_load`, both resting on that documented la
 
 From the stand-ins the state dicts of both networks are collected under their official names, the
 network's configuration is inferred from the shapes (official files carry none), and a normal checkpoint is
-built (`utils.checkpoint`). Leftover official modules are reported and dropped.
-
-PromptIR's released weights are PyTorch Lightning checkpoints: a dict of plain values whose `state_dict` holds the
-network under `net.`. Those are read with `torch.load(weights_only=True)` (`utils.checkpoint.read_weights_only`),
-the prefix is stripped and the configuration is inferred from the shapes in the same way (`convert_lightning`).
-As a command:
+built (`utils.checkpoint`). Leftover official modules are reported and dropped. As a command:
 
     python -m utils.official OFFICIAL.pth CONVERTED.pth
+
+PromptIR's released weights are PyTorch Lightning checkpoints: a dict of plain values whose `state_dict` holds the
+network under `net.`. `load_any_checkpoint` (test.py --ckpt) reads them by torch with `weights_only=True`
+(`utils.checkpoint.read_weights_only`), strips the prefix and infers the configuration from the shapes in the same
+way (`convert_lightning`).
 """
 
 from __future__ import annotations
