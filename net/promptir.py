@@ -23,15 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import (
-    Downsample,
-    OverlapPatchEmbed,
-    TransformerBlock,
-    Upsample,
-    computing_layout,
-    pad_to_multiple,
-    transformer_stage,
-)
+from .blocks import RestormerEncoder, TransformerBlock, Upsample, computing_layout, pad_to_multiple, transformer_stage
 
 PROMPT_DIM = 48  # the only dim the official prompt sizes fit
 PROMPT_LENGTH = 5  # prompt components per level
@@ -59,7 +51,7 @@ class PromptGenBlock(nn.Module):
         return self.conv3x3(computing_layout(prompt))
 
 
-class PromptIR(nn.Module):
+class PromptIR(RestormerEncoder):
     """PromptIR with prompts in the decoder (the official `decoder=True`); dim must be 48."""
 
     size_multiple = 8
@@ -71,68 +63,49 @@ class PromptIR(nn.Module):
                  num_blocks: tuple[int, ...] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
                  heads: tuple[int, ...] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, bias: bool = False,
                  layer_norm_type: str = 'WithBias') -> None:
-        super().__init__()
         if dim != PROMPT_DIM:
             raise ValueError(f'--dim {dim}: PromptIR needs --dim {PROMPT_DIM} (the official class sizes its prompts '
                              f'for {PROMPT_DIM} channels)')
+        super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
         def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
             return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
 
-        def interaction(channels: int) -> TransformerBlock:  # the PIM's transformer block
-            return TransformerBlock(channels, heads[2], ffn_expansion_factor, bias, layer_norm_type)
-
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
 
-        (p1, s1), (p2, s2), (p3, s3) = PROMPT_SHAPES
-        self.patch_embed = OverlapPatchEmbed(inp_channels, dim, bias)
-        self.encoder_level1 = stage(dim, num_blocks[0], heads[0])
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = stage(dim * 8, num_blocks[3], heads[3])
+        def prompt_level(channels: int, prompt_shape: tuple[int, int], c_out: int
+                         ) -> tuple[PromptGenBlock, TransformerBlock, nn.Conv2d]:
+            """The PGM on `channels` features, and the PIM: a transformer block on features + prompt, a 1x1 conv."""
+            prompt_dim, prompt_size = prompt_shape
+            interaction = TransformerBlock(channels + prompt_dim, heads[2], ffn_expansion_factor, bias, layer_norm_type)
+            return PromptGenBlock(channels, prompt_dim, prompt_size), interaction, conv1x1(channels + prompt_dim, c_out)
 
-        # Level 3: prompt from the latent (8 dim), interaction, up to 1/4.
-        self.prompt3 = PromptGenBlock(dim * 8, p3, s3)
-        self.noise_level3 = interaction(dim * 8 + p3)
-        self.reduce_noise_level3 = conv1x1(dim * 8 + p3, dim * 4)
+        shape1, shape2, shape3 = PROMPT_SHAPES
+        # Level 3: prompt from the latent (8 dim), up to 1/4; level 2: from decoder level 3 (4 dim), up to 1/2;
+        # level 1: from decoder level 2 (2 dim), up to full size.
+        self.prompt3, self.noise_level3, self.reduce_noise_level3 = prompt_level(dim * 8, shape3, dim * 4)
         self.up4_3 = Upsample(dim * 4)
         self.reduce_chan_level3 = conv1x1(dim * 6, dim * 4)
         self.decoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
-        # Level 2: prompt from decoder level 3 (4 dim), interaction, up to 1/2.
-        self.prompt2 = PromptGenBlock(dim * 4, p2, s2)
-        self.noise_level2 = interaction(dim * 4 + p2)
-        self.reduce_noise_level2 = conv1x1(dim * 4 + p2, dim * 4)
+        self.prompt2, self.noise_level2, self.reduce_noise_level2 = prompt_level(dim * 4, shape2, dim * 4)
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = conv1x1(dim * 4, dim * 2)
         self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
-        # Level 1: prompt from decoder level 2 (2 dim), interaction, up to full size.
-        self.prompt1 = PromptGenBlock(dim * 2, p1, s1)
-        self.noise_level1 = interaction(dim * 2 + p1)
-        self.reduce_noise_level1 = conv1x1(dim * 2 + p1, dim * 2)
-        self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = stage(dim * 2, num_blocks[0], heads[0])
-        self.refinement = stage(dim * 2, num_refinement_blocks, heads[0])
-        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
+        self.prompt1, self.noise_level1, self.reduce_noise_level1 = prompt_level(dim * 2, shape1, dim * 2)
+        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels,
+                                     ffn_expansion_factor, bias, layer_norm_type)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded B x C x H x W (any H, W) -> (T(x) of the same size, P3: B x 320 x H/8 x W/8 of the padded size)."""
         padded, (h, w) = pad_to_multiple(x, self.size_multiple)
         padded = computing_layout(padded)
-        e1 = self.encoder_level1(self.patch_embed(padded))
-        e2 = self.encoder_level2(self.down1_2(e1))
-        e3 = self.encoder_level3(self.down2_3(e2))
-        d = self.latent(self.down3_4(e3))
-
+        d, (e1, e2, e3) = self.encode(padded)
         prompt3 = self.prompt3(d)
         d = self.reduce_noise_level3(self.noise_level3(torch.cat([d, prompt3], 1)))  # 8 dim + 320 -> 4 dim
         d = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(d), e3], 1)))
         d = self.reduce_noise_level2(self.noise_level2(torch.cat([d, self.prompt2(d)], 1)))  # 4 dim + 128 -> 4 dim
         d = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d), e2], 1)))
         d = self.reduce_noise_level1(self.noise_level1(torch.cat([d, self.prompt1(d)], 1)))  # 2 dim + 64 -> 2 dim
-        d = self.decoder_level1(torch.cat([self.up2_1(d), e1], 1))
-        restored = self.output(self.refinement(d)) + padded
+        restored = self.output(self.full_resolution(d, e1)) + padded
         return restored[..., :h, :w].contiguous(), prompt3.contiguous()
