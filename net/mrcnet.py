@@ -68,6 +68,7 @@ class MRCNet(RestormerEncoder):
 
         # The encoder (RestormerEncoder) serves pass 1, pass 2 (its features are reused) and, in part, the residual
         # branch.
+
         # Residual encoder: transport residual r -> residual embedding R4.
         self.resencoder_level1 = stage(dim, num_blocks[0], heads[0])
         self.resdown1_2 = Downsample(dim)

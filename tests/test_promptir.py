@@ -12,7 +12,8 @@ from data.image_io import write_rgb
 from net import Critic, PromptIR
 from options import check_map_size, parse_args
 from tests.golden import build_promptir, constructor_args, filled_state, load_promptir_fixture, relative_error
-from utils.checkpoint import load_network_state
+from utils import official
+from utils.checkpoint import CheckpointError, load_checkpoint, load_network_state
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights
 
@@ -71,6 +72,9 @@ def test_the_full_official_state_dict_loads_reporting_exactly_the_unused_modules
     assert str(report) == ('ignored 6 keys of unused official modules (chnl_reduce1, chnl_reduce2, chnl_reduce3, '
                            'reduce_noise_channel_1, reduce_noise_channel_2, reduce_noise_channel_3)')
     assert torch.equal(model.state_dict()['prompt3.prompt_param'], state['prompt3.prompt_param'])
+    # Only PromptIR's own unused modules are ignored: one of MRCNet's is an error here.
+    with pytest.raises(CheckpointError, match='1 unexpected: res_patch_embed.proj.weight'):
+        load_network_state(model, dict(state, **{'res_patch_embed.proj.weight': torch.zeros(48, 3, 3, 3)}))
 
 
 def test_the_parameter_count_at_the_defaults_is_the_papers():
@@ -149,6 +153,15 @@ def test_a_lightning_checkpoint_restores_what_its_model_does(tmp_path, capsys):
     assert test_script.main(['--ckpt', str(path), '--input', str(image), '--output', str(tmp_path / 'out'),
                              '--amp', 'off', '--no_progress']) == 0
     assert 'PromptIR, dim 48' in capsys.readouterr().out and (tmp_path / 'out/restored/photo.png').is_file()
+
+
+def test_the_converter_command_writes_a_checkpoint_of_a_lightning_file(tmp_path, capsys):
+    fixture = load_promptir_fixture()
+    torch.save(lightning_checkpoint(filled_state(fixture['promptir_keys'])), tmp_path / 'model.ckpt')
+    official.main([str(tmp_path / 'model.ckpt'), str(tmp_path / 'converted.pth')])
+    assert 'PromptIR' in capsys.readouterr().out
+    converted = load_checkpoint(tmp_path / 'converted.pth')  # weights_only=True
+    assert converted['epoch'] == 7 and converted['map'].keys() == build_promptir(fixture).state_dict().keys()
 
 
 def test_a_lightning_checkpoint_of_another_module_is_refused_clearly(tmp_path):

@@ -24,7 +24,7 @@ built (`utils.checkpoint`). Leftover official modules are reported and dropped. 
 PromptIR's released weights are PyTorch Lightning checkpoints: a dict of plain values whose `state_dict` holds the
 network under `net.`. `load_any_checkpoint` (test.py --ckpt) reads them by torch with `weights_only=True`
 (`utils.checkpoint.read_weights_only`), strips the prefix and infers the configuration from the shapes in the same
-way (`convert_lightning`).
+way (`convert_lightning`); the command converts them too (read by the restricted unpickler).
 """
 
 from __future__ import annotations
@@ -260,13 +260,16 @@ def map_checkpoint(map_state: dict[str, torch.Tensor]) -> tuple[dict, LoadReport
 
 
 def convert_official(path: str | Path) -> tuple[dict, LoadReport]:
-    """An official checkpoint as a darcot checkpoint (map, critic, epoch), and what loading the map left over.
+    """An official checkpoint (or a PromptIR Lightning one) as a darcot checkpoint (map, critic, epoch), and what
+    loading the map left over.
 
     Raises:
         UnsafeCheckpointError, CheckpointError: see `read_official`; also when the networks do not fit.
     """
     path = Path(path)
     content = read_official(path)
+    if is_lightning(content):  # PromptIR's release, given to the command
+        return convert_lightning(content, path)
     if not isinstance(content, dict) or not isinstance(content.get('Tnet'), _InertModule):
         raise CheckpointError(f'{path} is not an official DA-RCOT checkpoint: expected a dict with a pickled '
                               f'"Tnet" module (and "Fnet", "epoch"), found {type(content).__name__}')
