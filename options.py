@@ -366,7 +366,9 @@ def check_map_size(config: TrainConfig) -> None:
     try:
         with torch.device('meta'):
             MODELS[config.backbone](**config.model_args)(torch.empty(1, 3, 8, 8))
-    except (RuntimeError, ValueError) as error:
+    except ValueError as error:  # a size rule of the network's own, stated in the flags' words (PromptIR's dim)
+        build_parser().error(f'--backbone {config.backbone}: {error}')
+    except RuntimeError as error:
         build_parser().error(f'--dim {config.dim} --heads {" ".join(map(str, config.heads))} --num_blocks '
                              f'{" ".join(map(str, config.num_blocks))}: {config.backbone} cannot be built with these '
                              f'sizes; every level\'s channels (dim, 2dim, 4dim, 8dim) must divide by its heads '
