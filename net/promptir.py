@@ -25,7 +25,7 @@ from torch import nn
 
 from .blocks import RestormerEncoder, TransformerBlock, Upsample, computing_layout, pad_to_multiple, transformer_stage
 
-PROMPT_DIM = 48  # the only dim the official prompt sizes fit
+OFFICIAL_DIM = 48  # the only --dim the official prompt sizes fit
 PROMPT_LENGTH = 5  # prompt components per level
 # (prompt channels, prompt side) of levels 1, 2, 3, as the official class hard-codes them.
 PROMPT_SHAPES = ((64, 64), (128, 32), (320, 16))
@@ -59,13 +59,13 @@ class PromptIR(RestormerEncoder):
     leftover_prefixes = ('chnl_reduce1.', 'chnl_reduce2.', 'chnl_reduce3.', 'reduce_noise_channel_1.',
                          'reduce_noise_channel_2.', 'reduce_noise_channel_3.')
 
-    def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = PROMPT_DIM,
+    def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = OFFICIAL_DIM,
                  num_blocks: tuple[int, ...] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
                  heads: tuple[int, ...] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, bias: bool = False,
                  layer_norm_type: str = 'WithBias') -> None:
-        if dim != PROMPT_DIM:
-            raise ValueError(f'--dim {dim}: PromptIR needs --dim {PROMPT_DIM} (the official class sizes its prompts '
-                             f'for {PROMPT_DIM} channels)')
+        if dim != OFFICIAL_DIM:
+            raise ValueError(f'--dim {dim}: PromptIR needs --dim {OFFICIAL_DIM} (the official class sizes its prompts '
+                             f'for {OFFICIAL_DIM} channels)')
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
         def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
