@@ -21,7 +21,8 @@ from data.layouts import default_train_roots
 from data.tasks import ALL_TOKENS, DE_TYPES, THREE_TASK, parse_de_type, parse_replication
 from data.train_lists import list_paths
 
-BACKBONES = ('MRCNet', 'Restormer', 'RCNet')  # the rows of net.MODELS, named here so that parsing needs no torch
+# The rows of net.MODELS, named here so that parsing needs no torch.
+BACKBONES = ('MRCNet', 'Restormer', 'RCNet', 'PromptIR')
 AMP_CHOICES = ('auto', 'on', 'off')  # utils.precision says what `auto` picks on which hardware
 
 TRAIN_ROOT_FLAGS = {  # training-root key -> flag that overrides it
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_device_flag(paper, official_alias=True)
     paper.add_argument('--backbone', choices=BACKBONES, default=default.backbone,
                        help='the transport map: MRCNet (the paper), RCNet (the RCOT map: conditioned at the latent '
-                            'only), Restormer (one pass, no residual conditioning)')
+                            'only), PromptIR (the official third backbone; needs --dim 48), Restormer (one pass, no '
+                            'residual conditioning; not in the official code)')
     paper.add_argument('--resume', nargs='?', const='auto', default=default.resume, metavar='{auto,none,PATH}',
                        help='continue an interrupted run: alone or auto, from the newest checkpoint in --ckpt_dir (if '
                             'any); or from a checkpoint PATH; none starts afresh')
@@ -423,7 +425,9 @@ def check_map_size(config: TrainConfig) -> None:
     try:
         with torch.device('meta'):
             MODELS[config.backbone](**config.model_args)(torch.empty(1, 3, 8, 8))
-    except (RuntimeError, ValueError) as error:
+    except ValueError as error:  # a size rule of the network's own, stated in the flags' words (PromptIR's dim)
+        build_parser().error(f'--backbone {config.backbone}: {error}')
+    except RuntimeError as error:
         build_parser().error(f'--dim {config.dim} --heads {" ".join(map(str, config.heads))} --num_blocks '
                              f'{" ".join(map(str, config.num_blocks))}: {config.backbone} cannot be built with these '
                              f'sizes; every level\'s channels (dim, 2dim, 4dim, 8dim) must divide by its heads '

@@ -6,10 +6,10 @@
         [--dump_embeddings]
     python test.py --input FILE_OR_DIR --ckpt PATH --output DIR [--tile N] [--device auto]
 
-Wiring only: checkpoint (ours, or an official pickle converted on the fly) + test sets -> `evaluate()` ->
-`summary.json`, `results.md` (beside the paper's numbers), a printed table and images. The metrics are in
-`utils.metrics`, the evaluation in `utils.evaluate`, tiling in `utils.inference`. The flags are parsed, and the
-allocator chosen, before torch is imported: each function imports what it needs.
+Wiring only: checkpoint (ours, or an official DA-RCOT pickle or PromptIR Lightning file converted on the fly) +
+test sets -> `evaluate()` -> `summary.json`, `results.md` (beside the paper's numbers), a printed table and images.
+The metrics are in `utils.metrics`, the evaluation in `utils.evaluate`, tiling in `utils.inference`. The flags are
+parsed, and the allocator chosen, before torch is imported: each function imports what it needs.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     parser.add_argument('--ckpt', required=True, type=Path,
                         help='checkpoint from trainer.py, its inference export, a .safetensors or .onnx model '
-                             'file (python -m utils.export), or an official DA-RCOT .pth')
+                             'file (python -m utils.export), an official DA-RCOT .pth or a PromptIR Lightning .ckpt')
     evaluation = parser.add_argument_group('evaluation on test sets')
     evaluation.add_argument('--task', default='all',
                             help=f'one of {", ".join(TEST_TASKS)}, all, or the name of any other paired folder '

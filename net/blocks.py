@@ -1,7 +1,8 @@
 """Restormer building blocks (Zamir et al., "Restormer", CVPR 2022), as DA-RCOT's MRCNet uses them.
 
 Bottom-up: the channel LayerNorm -> MDTA (multi-Dconv head transposed attention) -> GDFN (gated-Dconv
-feed-forward network) -> the transformer block -> patch embedding, down- and up-sampling.
+feed-forward network) -> the transformer block -> patch embedding, down- and up-sampling -> the encoder that
+every map shares.
 
 Attribute names follow the official DA-RCOT code (`norm1.body`, `attn.qkv_dwconv`, `ffn.project_in`,
 `body.0`, ...) so that released checkpoints load without renaming.
@@ -178,6 +179,50 @@ class Upsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+
+class RestormerEncoder(nn.Module):
+    """The encoder every map starts from, under the official names: the patch embedding, levels 1-3 (each halving
+    the resolution and doubling the channels) and the latent stage at 1/8. A map subclasses it, adds its decoder
+    down to 1/2, and ends with `add_full_resolution_end` (decoder level 1, refinement, output convolution).
+    """
+
+    def __init__(self, inp_channels: int, dim: int, num_blocks: tuple[int, ...], heads: tuple[int, ...],
+                 ffn_expansion_factor: float, bias: bool, layer_norm_type: str) -> None:
+        super().__init__()
+
+        def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
+            return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+
+        self.patch_embed = OverlapPatchEmbed(inp_channels, dim, bias)
+        self.encoder_level1 = stage(dim, num_blocks[0], heads[0])
+        self.down1_2 = Downsample(dim)
+        self.encoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
+        self.down2_3 = Downsample(dim * 2)
+        self.encoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+        self.down3_4 = Downsample(dim * 4)
+        self.latent = stage(dim * 8, num_blocks[3], heads[3])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Image -> (latent L at 1/8, encoder features (E1, E2, E3) at 1, 1/2, 1/4)."""
+        e1 = self.encoder_level1(self.patch_embed(x))
+        e2 = self.encoder_level2(self.down1_2(e1))
+        e3 = self.encoder_level3(self.down2_3(e2))
+        return self.latent(self.down3_4(e3)), (e1, e2, e3)
+
+    def add_full_resolution_end(self, dim: int, depth: int, refinement_depth: int, num_heads: int, out_channels: int,
+                                ffn_expansion_factor: float, bias: bool, layer_norm_type: str) -> None:
+        """Registers, last as the official classes do, the up-sampling from 1/2, decoder level 1 (on 2 dim channels:
+        the up-sampled features beside E1), the refinement stage and the output convolution."""
+        self.up2_1 = Upsample(dim * 2)
+        self.decoder_level1 = transformer_stage(dim * 2, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+        self.refinement = transformer_stage(dim * 2, refinement_depth, num_heads, ffn_expansion_factor, bias,
+                                            layer_norm_type)
+        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
+
+    def full_resolution(self, d: torch.Tensor, e1: torch.Tensor) -> torch.Tensor:
+        """Decoder features at 1/2 and E1 -> refined features at full size (before the output convolution)."""
+        return self.refinement(self.decoder_level1(torch.cat([self.up2_1(d), e1], 1)))
 
 
 def computing_layout(x: torch.Tensor) -> torch.Tensor:

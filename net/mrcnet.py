@@ -27,7 +27,7 @@ from torch import nn
 
 from .blocks import (
     Downsample,
-    OverlapPatchEmbed,
+    RestormerEncoder,
     TransformerBlock,
     Upsample,
     computing_layout,
@@ -43,17 +43,18 @@ LEFTOVER_PREFIXES = (
 )
 
 
-class MRCNet(nn.Module):
+class MRCNet(RestormerEncoder):
     """Multi-scale residual-conditioned network: the DA-RCOT transport map (49,927,630 parameters)."""
 
     size_multiple = 8
     multi_scale = True
+    leftover_prefixes = LEFTOVER_PREFIXES
 
     def __init__(self, inp_channels: int = 3, out_channels: int = 3, dim: int = 48,
                  num_blocks: tuple[int, ...] = (4, 6, 6, 8), num_refinement_blocks: int = 4,
                  heads: tuple[int, ...] = (1, 2, 4, 8), ffn_expansion_factor: float = 2.66, bias: bool = False,
                  layer_norm_type: str = 'WithBias', residual_scale: float = 0.8) -> None:
-        super().__init__()
+        super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
         self.residual_scale = residual_scale
 
         def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
@@ -65,15 +66,8 @@ class MRCNet(nn.Module):
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
 
-        # Encoder, shared by pass 1, pass 2 (its features are reused) and, in part, the residual branch.
-        self.patch_embed = OverlapPatchEmbed(inp_channels, dim, bias)
-        self.encoder_level1 = stage(dim, num_blocks[0], heads[0])
-        self.down1_2 = Downsample(dim)
-        self.encoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
-        self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
-        self.down3_4 = Downsample(dim * 4)
-        self.latent = stage(dim * 8, num_blocks[3], heads[3])
+        # The encoder (RestormerEncoder) serves pass 1, pass 2 (its features are reused) and, in part, the residual
+        # branch.
 
         # Residual encoder: transport residual r -> residual embedding R4.
         self.resencoder_level1 = stage(dim, num_blocks[0], heads[0])
@@ -104,17 +98,8 @@ class MRCNet(nn.Module):
         self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
         self.noise_level1 = level_block(dim * 2)
         self.reduce_noise_level1 = conv1x1(dim * 2, dim * 2)
-        self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = stage(dim * 2, num_blocks[0], heads[0])
-        self.refinement = stage(dim * 2, num_refinement_blocks, heads[0])
-        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
-
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Image -> (latent L at 1/8, encoder features (E1, E2, E3) at 1, 1/2, 1/4)."""
-        e1 = self.encoder_level1(self.patch_embed(x))
-        e2 = self.encoder_level2(self.down1_2(e1))
-        e3 = self.encoder_level3(self.down2_3(e2))
-        return self.latent(self.down3_4(e3)), (e1, e2, e3)
+        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels,
+                                     ffn_expansion_factor, bias, layer_norm_type)
 
     def decode(self, latent: torch.Tensor, skips: tuple[torch.Tensor, ...],
                conditions: tuple[torch.Tensor | None, ...] = (None, None, None)) -> torch.Tensor:
@@ -129,8 +114,7 @@ class MRCNet(nn.Module):
         d = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(d), e2], 1)))
         d = self._condition(d, r2)
         d = self.reduce_noise_level1(self.noise_level1(d))
-        d = self.decoder_level1(torch.cat([self.up2_1(d), e1], 1))
-        return self.refinement(d)
+        return self.full_resolution(d, e1)
 
     def encode_residual(self, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Transport residual -> (R4, R3, R2); R3 and R2 are None without the residual decoder."""

@@ -1,4 +1,5 @@
-"""The golden fixture of the official DA-RCOT implementation (`../shared/golden/darcot_reference.pt`).
+"""The golden fixtures of the official DA-RCOT implementation (`../shared/golden/darcot_reference.pt`, and
+`promptir_reference.pt` for its PromptIR backbone).
 
 `DARCOT_GOLDEN` overrides the path. Everything about the model comes from the file itself, so another
 fixture of the same format with another config works unchanged.
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from net import Critic, MRCNet
+from net import Critic, MRCNet, PromptIR
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / 'shared' / 'golden' / 'darcot_reference.pt'
 
@@ -51,15 +52,33 @@ def filled_state(keys: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     return state
 
 
-def build_mrcnet(fixture: dict) -> MRCNet:
-    config = fixture['mrcnet_config']
-    model = MRCNet(inp_channels=config['inp_channels'], out_channels=config['out_channels'], dim=config['dim'],
-                   num_blocks=tuple(config['num_blocks']), num_refinement_blocks=config['num_refinement_blocks'],
-                   heads=tuple(config['heads']), ffn_expansion_factor=config['ffn_expansion_factor'],
-                   bias=config['bias'], layer_norm_type=config['LayerNorm_type']).double()
-    state = filled_state(fixture['mrcnet_keys'])
+def constructor_args(config: dict) -> dict:
+    """A fixture's official constructor arguments (`*_config`) as ours."""
+    return dict(inp_channels=config['inp_channels'], out_channels=config['out_channels'], dim=config['dim'],
+                num_blocks=tuple(config['num_blocks']), num_refinement_blocks=config['num_refinement_blocks'],
+                heads=tuple(config['heads']), ffn_expansion_factor=config['ffn_expansion_factor'],
+                bias=config['bias'], layer_norm_type=config['LayerNorm_type'])
+
+
+def filled_model(model: torch.nn.Module, keys: dict[str, tuple[int, ...]]) -> torch.nn.Module:
+    """`model` in float64 with the filled weights of the official `keys` it has."""
+    model = model.double()
+    state = filled_state(keys)
     model.load_state_dict({k: v for k, v in state.items() if k in model.state_dict()})
     return model
+
+
+def build_mrcnet(fixture: dict) -> MRCNet:
+    return filled_model(MRCNet(**constructor_args(fixture['mrcnet_config'])), fixture['mrcnet_keys'])
+
+
+def load_promptir_fixture() -> dict:
+    """`promptir_reference.pt` beside the DA-RCOT fixture (plain tensors, read with weights_only=True)."""
+    return torch.load(golden_file('promptir_reference.pt'), weights_only=True)
+
+
+def build_promptir(fixture: dict) -> PromptIR:
+    return filled_model(PromptIR(**constructor_args(fixture['promptir_config'])), fixture['promptir_keys'])
 
 
 def build_critic(fixture: dict) -> Critic:

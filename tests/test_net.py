@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import net.mrcnet
+import net.promptir
 import net.restormer
 from net import MODELS, Critic, MRCNet, set_activation_checkpointing
 from net.blocks import MDTA, LayerNorm, pad_to_multiple
@@ -11,18 +12,24 @@ from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
 
 TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1, heads=(1, 2, 4, 8))
+EMBEDDING_CHANNELS = {'PromptIR': 320}  # the level-3 prompt; the others' latent has 8 dim channels
+
+
+def tiny(name: str) -> dict:
+    """A tiny size of the network `name`: PromptIR's prompts fit dim 48 only."""
+    return dict(TINY, dim=48) if name == 'PromptIR' else TINY
 
 
 @pytest.mark.parametrize('name', list(MODELS))
 @pytest.mark.parametrize('size', [(1, 1), (5, 7), (17, 33), (32, 32)])
 def test_output_keeps_any_input_size(name, size):
     torch.manual_seed(0)
-    model = MODELS[name](**TINY).eval()
+    model = MODELS[name](**tiny(name)).eval()
     x = torch.rand(1, 3, *size)
     with torch.no_grad():
         restored, embedding = model(x)
     assert restored.shape == x.shape
-    assert embedding.shape[:2] == (1, 64)
+    assert embedding.shape[:2] == (1, EMBEDDING_CHANNELS.get(name, 64))
     assert torch.isfinite(restored).all()
 
 
@@ -41,7 +48,7 @@ def test_padding_does_not_change_an_aligned_image():
 @pytest.mark.parametrize('name', list(MODELS))
 def test_every_parameter_gets_a_finite_gradient(name):
     torch.manual_seed(0)
-    model = MODELS[name](**TINY)
+    model = MODELS[name](**tiny(name))
     restored, embedding = model(torch.rand(2, 3, 16, 16))
     (restored.square().mean() + embedding.square().mean()).backward()
     for param_name, param in model.named_parameters():
@@ -173,16 +180,16 @@ def test_attention_matches_the_official_formula(heads, channels_last):
     assert out.is_contiguous() or channels_last
 
 
-@pytest.mark.parametrize('name', ['MRCNet', 'Restormer'])
+@pytest.mark.parametrize('name', ['MRCNet', 'Restormer', 'PromptIR'])
 def test_the_cpu_channels_last_layout_changes_no_number(name, monkeypatch):
     x = torch.rand(2, 3, 20, 12, dtype=torch.float64)
     results = []
     for layout in ('channels_last', 'nchw'):
         if layout == 'nchw':
-            for module in (net.mrcnet, net.restormer):
+            for module in (net.mrcnet, net.restormer, net.promptir):
                 monkeypatch.setattr(module, 'computing_layout', lambda t: t)
         torch.manual_seed(0)
-        model = MODELS[name](**TINY).double()
+        model = MODELS[name](**tiny(name)).double()
         restored, embedding = model(x)
         assert restored.is_contiguous() and embedding.is_contiguous()  # NCHW out, whatever the layout inside
         (restored.square().mean() + embedding.abs().mean()).backward()

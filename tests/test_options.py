@@ -73,7 +73,7 @@ def test_the_config_is_plain_data():
     (['--lr', '-1'], '--lr'),
     (['--Sigma', 'nan'], '--Sigma'),
     (['--optimizer', 'SGD'], '--optimizer'),
-    (['--backbone', 'PromptIR'], '--backbone'),
+    (['--backbone', 'SwinIR'], '--backbone'),
     (['--resume', 'no/such/file.pth'], '--resume'),
     (['--dim', '12', '--heads', '1', '2', '4', '7'], '--heads'),
     (['--objective', 'l1', '--pairnum', '0'], '--pairnum'),

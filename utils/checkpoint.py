@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from net import LEFTOVER_PREFIXES, MODELS
+from net import MODELS
 from net.critic import OFFICIAL_WIDTH
 from utils.atomic import write_atomically
 
@@ -77,6 +77,11 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') -> dict:
     """Reads a checkpoint with `weights_only=True`; any other file gets an error that says what it is."""
+    return checked_checkpoint(read_weights_only(path, map_location), path)
+
+
+def read_weights_only(path: str | Path, map_location: str | torch.device = 'cpu') -> object:
+    """Whatever a file holds, read with `weights_only=True` (tensors and plain containers only, no code run)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'checkpoint {path} does not exist; check the path given to --ckpt/--resume')
@@ -91,6 +96,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
             f'python -m utils.official {path} converted.pth ({error})') from error
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:  # a short file can give EINVAL
         raise CheckpointError(f'{path} is not a readable checkpoint (truncated or corrupt?): {error}') from error
+    return state
+
+
+def checked_checkpoint(state: object, path: str | Path) -> dict:
+    """`state`, read from `path`, where it is a darcot checkpoint this code can read; otherwise an error."""
     if not isinstance(state, dict) or state.get('format') != FORMAT or 'map' not in state:
         raise CheckpointError(f'{path} is not a darcot checkpoint (no format/map entries); expected a file '
                               'written by trainer.py or by the official-checkpoint converter')
@@ -102,9 +112,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = 'cpu') 
 
 def load_network_state(network: nn.Module, state_dict: dict[str, torch.Tensor], source: str = 'checkpoint'
                        ) -> LoadReport:
-    """Loads official-named weights: leftover official modules are reported, anything else wrong is an error."""
+    """Loads official-named weights: keys of the official modules the network leaves out (its `leftover_prefixes`)
+    are reported, anything else wrong is an error."""
     expected = network.state_dict()
-    leftover = [key for key in state_dict if key not in expected and key.startswith(LEFTOVER_PREFIXES)]
+    unused = getattr(network, 'leftover_prefixes', ())
+    leftover = [key for key in state_dict if key not in expected and key.startswith(unused)]
     unexpected = [key for key in state_dict if key not in expected and key not in leftover]
     missing = [key for key in expected if key not in state_dict]
     misshaped = [f'{key}: {tuple(state_dict[key].shape)} in the file, {tuple(value.shape)} in the model'
@@ -143,7 +155,10 @@ def build_map(checkpoint: dict) -> tuple[nn.Module, LoadReport]:
     if spec['backbone'] not in MODELS:
         raise CheckpointError(f'checkpoint names unknown backbone {spec["backbone"]!r}; known: {", ".join(MODELS)}')
     args = {key: tuple(value) if isinstance(value, list) else value for key, value in spec['args'].items()}
-    network = MODELS[spec['backbone']](**args)
+    try:
+        network = MODELS[spec['backbone']](**args)
+    except ValueError as error:  # sizes the network rejects, in the flags' words
+        raise CheckpointError(f'{spec["backbone"]} cannot be built with {spec["args"]}: {error}') from error
     report = load_network_state(network, checkpoint['map'], source=f'{spec["backbone"]} weights')
     return network, report
 

@@ -20,6 +20,11 @@ network's configuration is inferred from the shapes (official files carry none),
 built (`utils.checkpoint`). Leftover official modules are reported and dropped. As a command:
 
     python -m utils.official OFFICIAL.pth CONVERTED.pth
+
+PromptIR's released weights are PyTorch Lightning checkpoints: a dict of plain values whose `state_dict` holds the
+network under `net.`. `load_any_checkpoint` (test.py --ckpt) reads them by torch with `weights_only=True`
+(`utils.checkpoint.read_weights_only`), strips the prefix and infers the configuration from the shapes in the same
+way (`convert_lightning`); the command converts them too (read by the restricted unpickler).
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ from utils.checkpoint import (
     CheckpointError,
     LoadReport,
     build_map,
-    load_checkpoint,
+    checked_checkpoint,
     load_network_state,
     model_spec,
+    read_weights_only,
     save_checkpoint,
 )
 from utils.export import SAFETENSORS_SUFFIX, load_safetensors
@@ -67,6 +73,7 @@ _ALLOWED_GLOBALS = {
     ('collections', 'OrderedDict'): collections.OrderedDict, ('builtins', 'set'): set, ('__builtin__', 'set'): set,
 }
 DEFAULT_FFN_EXPANSION = 2.66  # Restormer's factor: the one the official MRCNet uses
+LIGHTNING_PREFIX = 'net.'  # PromptIR's LightningModule holds its network as `self.net`
 
 
 class UnsafeCheckpointError(CheckpointError):
@@ -204,13 +211,17 @@ def _ffn_expansion(state: Mapping[str, torch.Tensor], stages: tuple[str, ...]) -
 
 
 def infer_map_config(state: Mapping[str, torch.Tensor]) -> tuple[str, dict]:
-    """(backbone, constructor arguments) of an official transport map, read from its state-dict shapes."""
-    required = ('patch_embed.proj.weight', 'encoder_level1.0.attn.temperature', 'reslatent.0.attn.temperature',
-                'output.weight')
+    """(backbone, constructor arguments) of an official transport map (MRCNet, RCNet or PromptIR), read from its
+    state-dict shapes."""
+    branch = 'prompt3.prompt_param' if 'prompt3.prompt_param' in state else 'reslatent.0.attn.temperature'
+    required = ('patch_embed.proj.weight', 'encoder_level1.0.attn.temperature', branch, 'output.weight')
     absent = [key for key in required if key not in state]
     if absent:
-        raise CheckpointError(f'the Tnet of this file is not an MRCNet/RCNet (no {", ".join(absent)})')
-    backbone = 'MRCNet' if any(key.startswith('resdecoder_level3.') for key in state) else 'RCNet'
+        raise CheckpointError(f'this transport map is not an MRCNet, RCNet or PromptIR (no {", ".join(absent)})')
+    if branch.startswith('prompt3'):
+        backbone = 'PromptIR'
+    else:
+        backbone = 'MRCNet' if any(key.startswith('resdecoder_level3.') for key in state) else 'RCNet'
     stages = ('encoder_level1', 'encoder_level2', 'encoder_level3', 'latent')
     embed = state['patch_embed.proj.weight']
     args = {
@@ -237,23 +248,32 @@ def infer_critic_patch_size(state: Mapping[str, torch.Tensor]) -> int:
     return patch_size
 
 
+def map_checkpoint(map_state: dict[str, torch.Tensor]) -> tuple[dict, LoadReport]:
+    """A darcot checkpoint of an official transport map's state dict (configuration inferred from the shapes, every
+    key and shape checked, the leftover official modules dropped) and what loading it left over."""
+    backbone, args = infer_map_config(map_state)
+    checkpoint = {'format': FORMAT, 'version': VERSION, 'model': model_spec(backbone, args), 'map': map_state}
+    _, report = build_map(checkpoint)
+    leftover = set(report.leftover)
+    checkpoint['map'] = {key: value for key, value in map_state.items() if key not in leftover}
+    return checkpoint, report
+
+
 def convert_official(path: str | Path) -> tuple[dict, LoadReport]:
-    """An official checkpoint as a darcot checkpoint (map, critic, epoch), and what loading the map left over.
+    """An official checkpoint (or a PromptIR Lightning one) as a darcot checkpoint (map, critic, epoch), and what
+    loading the map left over.
 
     Raises:
         UnsafeCheckpointError, CheckpointError: see `read_official`; also when the networks do not fit.
     """
     path = Path(path)
     content = read_official(path)
+    if is_lightning(content):  # PromptIR's release, given to the command
+        return convert_lightning(content, path)
     if not isinstance(content, dict) or not isinstance(content.get('Tnet'), _InertModule):
         raise CheckpointError(f'{path} is not an official DA-RCOT checkpoint: expected a dict with a pickled '
                               f'"Tnet" module (and "Fnet", "epoch"), found {type(content).__name__}')
-    map_state = module_state(content['Tnet'])
-    backbone, args = infer_map_config(map_state)
-    checkpoint = {'format': FORMAT, 'version': VERSION, 'model': model_spec(backbone, args), 'map': map_state}
-    _, report = build_map(checkpoint)  # checks every key and shape
-    leftover = set(report.leftover)
-    checkpoint['map'] = {key: value for key, value in map_state.items() if key not in leftover}
+    checkpoint, report = map_checkpoint(module_state(content['Tnet']))
     checkpoint['source'] = f'converted from the official checkpoint {path.name} ({report})'
     if isinstance(content.get('epoch'), int):
         checkpoint['epoch'] = content['epoch']
@@ -262,22 +282,57 @@ def convert_official(path: str | Path) -> tuple[dict, LoadReport]:
         patch_size = infer_critic_patch_size(critic_state)
         load_network_state(Critic(patch_size), critic_state, source=f'the Fnet of {path}')
         checkpoint['critic'] = critic_state
-        checkpoint['model'] = model_spec(backbone, args, {'patch_size': patch_size, 'width': OFFICIAL_WIDTH})
+        spec = checkpoint['model']
+        checkpoint['model'] = model_spec(spec['backbone'], spec['args'], {'patch_size': patch_size,
+                                                                          'width': OFFICIAL_WIDTH})
+    return checkpoint, report
+
+
+def is_lightning(content: object) -> bool:
+    """Whether `content` is a PyTorch Lightning checkpoint (a dict with `state_dict` and the Lightning version)."""
+    return isinstance(content, dict) and isinstance(content.get('state_dict'), Mapping) and \
+        'pytorch-lightning_version' in content
+
+
+def convert_lightning(content: dict, path: str | Path) -> tuple[dict, LoadReport]:
+    """A released PromptIR Lightning checkpoint (its network under `net.`, read with `weights_only=True`) as a darcot
+    checkpoint; the configuration is inferred from the shapes, the optimizer and loop states are dropped.
+
+    Raises:
+        CheckpointError: when the state dict holds anything but one official transport map under `net.`.
+    """
+    path = Path(path)
+    state = content['state_dict']
+    outside = [key for key in state if not key.startswith(LIGHTNING_PREFIX)]
+    if outside or not state:
+        raise CheckpointError(f'{path} is a Lightning checkpoint, but its state_dict holds {len(outside)} keys outside '
+                              f'{LIGHTNING_PREFIX!r} ({", ".join(outside[:4]) or "none at all"}): expected the '
+                              'PromptIR LightningModule, whose network is `net`')
+    checkpoint, report = map_checkpoint({key[len(LIGHTNING_PREFIX):]: value for key, value in state.items()})
+    labels = {'epoch': 'epoch', 'global_step': 'global step', 'pytorch-lightning_version': 'Lightning'}
+    found = ', '.join(f'{label} {content[key]}' for key, label in labels.items() if key in content)
+    checkpoint['source'] = f'read from the Lightning checkpoint {path.name} ({found}; {report})'
+    if isinstance(content.get('epoch'), int):
+        checkpoint['epoch'] = content['epoch']
     return checkpoint, report
 
 
 def load_any_checkpoint(path: str | Path) -> tuple[dict, str | None]:
-    """A darcot checkpoint (a `.safetensors` file included), or an official one converted on the fly; returns
-    it and a note on conversion."""
+    """A darcot checkpoint (a `.safetensors` file included), or an official DA-RCOT or PromptIR Lightning one
+    converted on the fly; returns it and a note on conversion."""
     if Path(path).suffix == SAFETENSORS_SUFFIX:
         return load_safetensors(path), None
     try:
-        return load_checkpoint(path), None
+        content = read_weights_only(path)
     except CheckpointError as error:
         if not isinstance(error.__cause__, pickle.UnpicklingError):
             raise
-    checkpoint, _ = convert_official(path)
-    return checkpoint, checkpoint['source']
+        checkpoint, _ = convert_official(path)  # the restricted unpickler: refuses what is not allowed
+        return checkpoint, checkpoint['source']
+    if is_lightning(content):
+        checkpoint, _ = convert_lightning(content, path)
+        return checkpoint, checkpoint['source']
+    return checked_checkpoint(content, path), None
 
 
 def main(argv: list[str] | None = None) -> None:
