@@ -1,10 +1,12 @@
 """What several test files share: tiny data trees (training and test layouts), the tiny trainer flags, a tiny
-checkpoint, simple maps, and test.py loaded as a module."""
+checkpoint, simple maps, test.py loaded as a module, and official-style pickled checkpoints."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ import torch
 from torch import nn
 
 from data.image_io import read_rgb, write_rgb
-from net import MRCNet
+from net import Critic, MRCNet, blocks
 from utils.checkpoint import FORMAT, VERSION, model_spec, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,3 +172,39 @@ def records(out: Path) -> list[dict]:
 _spec = importlib.util.spec_from_file_location('darcot_test_script', ROOT / 'test.py')
 test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
+
+
+# Official checkpoints: the authors' trainer pickles whole modules of its `model_res` classes.
+OFFICIAL_TINY = dict(dim=8, num_blocks=(1, 2, 1, 1), num_refinement_blocks=2, heads=(1, 2, 4, 8))
+OUR_CLASS_NAMES = {MRCNet: 'MRCNet', Critic: 'F_net', blocks.TransformerBlock: 'TransformerBlock',
+                   blocks.MDTA: 'Attention', blocks.GDFN: 'FeedForward', blocks.LayerNorm: 'LayerNorm',
+                   blocks.OverlapPatchEmbed: 'OverlapPatchEmbed', blocks.Downsample: 'Downsample',
+                   blocks.Upsample: 'Upsample'}
+
+
+def model_res_module() -> types.ModuleType:
+    """A stand-in for the authors' `model_res`: classes of the official names (subclasses of ours)."""
+    module = types.ModuleType('model_res')
+    bases = {**{name: cls for cls, name in OUR_CLASS_NAMES.items()},
+             'WithBias_LayerNorm': blocks._ChannelNormBody, 'BiasFree_LayerNorm': blocks._ChannelNormBody}
+    for name, base in bases.items():
+        setattr(module, name, type(name, (base,), {'__module__': 'model_res', '__qualname__': name}))
+    return module
+
+
+def as_official(network: nn.Module, module: types.ModuleType) -> nn.Module:
+    """Gives every project module of `network` its official class, so torch.save pickles `model_res.<name>`."""
+    for sub in network.modules():
+        if type(sub) in OUR_CLASS_NAMES:
+            sub.__class__ = getattr(module, OUR_CLASS_NAMES[type(sub)])
+        elif type(sub) is blocks._ChannelNormBody:
+            sub.__class__ = getattr(module, 'WithBias_LayerNorm' if sub.bias is not None else 'BiasFree_LayerNorm')
+    return network
+
+
+def save_official(path: Path, content: dict, module: types.ModuleType, monkeypatch) -> None:
+    """torch.save as the authors' trainer does, then forget `model_res` again."""
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, 'model_res', module)
+        torch.save(content, path)
+    assert 'model_res' not in sys.modules

@@ -5,7 +5,6 @@ import os
 import pickle
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import torch
 from torch import nn
 
 from net import Critic, MRCNet, blocks
+from tests.fixtures import OFFICIAL_TINY, as_official, model_res_module, save_official
 from tests.golden import build_critic, build_mrcnet, filled_state, load_fixture
 from utils.checkpoint import CheckpointError, build_map, load_checkpoint, load_network_state, model_spec
 from utils.official import (
@@ -25,49 +25,14 @@ from utils.official import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(dim=8, num_blocks=(1, 2, 1, 1), num_refinement_blocks=2, heads=(1, 2, 4, 8))
-OUR_CLASS_NAMES = {MRCNet: 'MRCNet', Critic: 'F_net', blocks.TransformerBlock: 'TransformerBlock',
-                   blocks.MDTA: 'Attention', blocks.GDFN: 'FeedForward', blocks.LayerNorm: 'LayerNorm',
-                   blocks.OverlapPatchEmbed: 'OverlapPatchEmbed', blocks.Downsample: 'Downsample',
-                   blocks.Upsample: 'Upsample'}
-
-
-def model_res_module() -> types.ModuleType:
-    """A stand-in for the authors' `model_res`: classes of the official names (subclasses of ours)."""
-    module = types.ModuleType('model_res')
-    bases = {**{name: cls for cls, name in OUR_CLASS_NAMES.items()},
-             'WithBias_LayerNorm': blocks._ChannelNormBody, 'BiasFree_LayerNorm': blocks._ChannelNormBody}
-    for name, base in bases.items():
-        setattr(module, name, type(name, (base,), {'__module__': 'model_res', '__qualname__': name}))
-    return module
-
-
-def as_official(network: nn.Module, module: types.ModuleType) -> nn.Module:
-    """Gives every project module of `network` its official class, so torch.save pickles `model_res.<name>`."""
-    for sub in network.modules():
-        if type(sub) in OUR_CLASS_NAMES:
-            sub.__class__ = getattr(module, OUR_CLASS_NAMES[type(sub)])
-        elif type(sub) is blocks._ChannelNormBody:
-            sub.__class__ = getattr(module, 'WithBias_LayerNorm' if sub.bias is not None else 'BiasFree_LayerNorm')
-    return network
-
-
-def save_official(path: Path, content: dict, module: types.ModuleType, monkeypatch) -> None:
-    """torch.save as the authors' trainer does, then forget `model_res` again."""
-    with monkeypatch.context() as patch:
-        patch.setitem(sys.modules, 'model_res', module)
-        torch.save(content, path)
-    assert 'model_res' not in sys.modules
-
-
 @pytest.fixture
 def official_file(tmp_path, monkeypatch):
     """An official-format file of a tiny MRCNet (plus one leftover module) and a 32x32 critic, with the
     original map's output on a test image and the critic's weights."""
     torch.manual_seed(0)
     module = model_res_module()
-    transport_map = MRCNet(**TINY, layer_norm_type='BiasFree', bias=True).eval()
-    transport_map.res_patch_embed = blocks.OverlapPatchEmbed(3, TINY['dim'], True)  # built, never used
+    transport_map = MRCNet(**OFFICIAL_TINY, layer_norm_type='BiasFree', bias=True).eval()
+    transport_map.res_patch_embed = blocks.OverlapPatchEmbed(3, OFFICIAL_TINY['dim'], True)  # built, never used
     critic = Critic(32)
     as_official(transport_map, module), as_official(critic, module)
     image = torch.rand(1, 3, 21, 30)
@@ -82,7 +47,7 @@ def test_converted_map_reproduces_the_original_output(official_file):
     path, image, expected, critic_state = official_file
     checkpoint, report = convert_official(path)
     assert checkpoint['model'] == model_spec('MRCNet', {
-        'inp_channels': 3, 'out_channels': 3, **TINY, 'ffn_expansion_factor': 2.66, 'bias': True,
+        'inp_channels': 3, 'out_channels': 3, **OFFICIAL_TINY, 'ffn_expansion_factor': 2.66, 'bias': True,
         'layer_norm_type': 'BiasFree'}, critic={'patch_size': 32, 'width': 64})
     assert report.leftover == ['res_patch_embed.proj.weight', 'res_patch_embed.proj.bias']
     assert checkpoint['epoch'] == 30

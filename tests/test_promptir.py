@@ -194,7 +194,7 @@ def test_a_lightning_checkpoint_holding_code_is_refused_and_never_runs(tmp_path)
 
 def test_trainer_trains_it_and_test_py_scores_the_result(tmp_path):
     import trainer
-    from tests.test_trainer import tiny_argv, write_tiny_data
+    from tests.fixtures import tiny_argv, write_tiny_data
 
     data = write_tiny_data(tmp_path / 'data')
     trainer.main(tiny_argv(data, tmp_path / 'run', '--backbone', 'PromptIR', '--dim', '48', '--max_iters', '2'))

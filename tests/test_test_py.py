@@ -135,12 +135,12 @@ def test_missing_sets_are_named(checkpoint, tree, tmp_path, capsys):
 
 def test_official_checkpoints_are_accepted_directly(tree, tmp_path, monkeypatch, capsys):
     from net import Critic, MRCNet
-    from tests.test_official import TINY, as_official, model_res_module, save_official
+    from tests.fixtures import OFFICIAL_TINY, as_official, model_res_module, save_official
 
     module = model_res_module()
     torch.manual_seed(0)
     official = tmp_path / 'official.pth'
-    save_official(official, {'epoch': 3, 'Tnet': as_official(MRCNet(**TINY), module),
+    save_official(official, {'epoch': 3, 'Tnet': as_official(MRCNet(**OFFICIAL_TINY), module),
                              'Fnet': as_official(Critic(32), module)}, module, monkeypatch)
     assert run('--ckpt', official, '--test_dir', tree, '--task', 'mixed', '--save_dir', tmp_path / 'r') == 0
     assert 'converted from the official checkpoint official.pth' in capsys.readouterr().out
