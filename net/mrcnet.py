@@ -66,6 +66,15 @@ class MRCNet(RestormerEncoder):
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
 
+        def add_decoder_level3(prefix: str) -> None:
+            """Level 3 of a decoder (1/8 -> 1/4 resolution, with the level-3 skip), under the official names with
+            `prefix`: '' for the decoder, 'res' for the residual decoder."""
+            for name, module in (('noise_level3', level_block(dim * 8)),
+                                 ('reduce_noise_level3', conv1x1(dim * 8, dim * 4)), ('up4_3', Upsample(dim * 4)),
+                                 ('reduce_chan_level3', conv1x1(dim * 6, dim * 4)),
+                                 ('decoder_level3', stage(dim * 4, num_blocks[2], heads[2]))):
+                setattr(self, prefix + name, module)
+
         # The encoder (RestormerEncoder) serves pass 1, pass 2 (its features are reused) and, in part, the residual
         # branch.
 
@@ -79,18 +88,10 @@ class MRCNet(RestormerEncoder):
 
         if self.multi_scale:
             # Residual decoder: R4 -> R3 with its own level 3; R3 -> R2 with the shared decoder level 2.
-            self.resnoise_level3 = level_block(dim * 8)
-            self.resreduce_noise_level3 = conv1x1(dim * 8, dim * 4)
-            self.resup4_3 = Upsample(dim * 4)
-            self.resreduce_chan_level3 = conv1x1(dim * 6, dim * 4)
-            self.resdecoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+            add_decoder_level3('res')
 
         # Decoder, shared by both passes.
-        self.noise_level3 = level_block(dim * 8)
-        self.reduce_noise_level3 = conv1x1(dim * 8, dim * 4)
-        self.up4_3 = Upsample(dim * 4)
-        self.reduce_chan_level3 = conv1x1(dim * 6, dim * 4)
-        self.decoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+        add_decoder_level3('')
         self.noise_level2 = level_block(dim * 4)
         self.reduce_noise_level2 = conv1x1(dim * 4, dim * 4)
         self.up3_2 = Upsample(dim * 4)
