@@ -77,8 +77,8 @@ def test_weights_of_another_model_size_or_version_are_refused_with_the_reason(ex
     wider = {**good, 'model': {**good['model'], 'args': {**good['model']['args'], 'dim': 16}}}
     with pytest.raises(CheckpointError, match='mis-shaped'):
         build_map(wider)
-    with pytest.raises(CheckpointError, match="unknown backbone 'PromptIR'"):
-        build_map({**good, 'model': {**good['model'], 'backbone': 'PromptIR'}})
+    with pytest.raises(CheckpointError, match="unknown backbone 'SwinIR'"):
+        build_map({**good, 'model': {**good['model'], 'backbone': 'SwinIR'}})
     save_checkpoint({**good, 'version': 99}, tmp_path / 'newer.pth')
     with pytest.raises(CheckpointError, match='version 99.*update darcot'):
         load_checkpoint(tmp_path / 'newer.pth')
