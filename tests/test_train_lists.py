@@ -72,6 +72,7 @@ def official_tree(tmp_path_factory) -> dict[str, Path]:
     return build_tree(tmp_path_factory.mktemp('official') / 'Train', **official)
 
 
+@pytest.mark.slow
 def test_the_official_lists_give_the_papers_epoch(official_tree):
     # The official replication: each noise level x5, rain x360, haze x1.
     assert {t: DEFAULT_REPLICATION[t] for t in THREE_TASK} == {

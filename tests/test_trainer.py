@@ -148,6 +148,7 @@ def test_epoch_files_are_bounded_by_default(data, tmp_path):
     assert kept == [f'epoch_{epoch:04d}.pth' for epoch in range(3, 8)]  # the newest five
 
 
+@pytest.mark.slow
 def test_skip_unreadable_reports_the_count_at_every_epoch_end(data, tmp_path, capsys):
     broken = tmp_path / 'data'
     shutil.copytree(data, broken)
@@ -168,6 +169,7 @@ def test_l1_objective_trains_the_map_alone_on_paired_iterations(data, tmp_path):
     assert 'critic' not in state and 'critic_optimizer' not in state
 
 
+@pytest.mark.slow
 def test_unpaired_critic_sees_independent_clean_patches_unless_asked(data, tmp_path, monkeypatch):
     shown = {}  # run -> what the critic was shown as clean images, per iteration
     for run, extra in (('independent', []), ('official', ['--critic_on_targets'])):
@@ -267,6 +269,7 @@ def test_resuming_with_another_model_size_is_refused(data, full_run, tmp_path):
         trainer.main(tiny_argv(data, tmp_path, '--dim', '16', '--resume', str(full_run / 'ckpt/last.pth')))
 
 
+@pytest.mark.slow
 def test_activation_checkpointing_changes_no_loss_and_bf16_trains(data, full_run, tmp_path):
     trainer.main(tiny_argv(data, tmp_path / 'checkpointing', '--checkpointing', '--max_iters', '3'))
     for plain, checkpointed in zip(records(full_run)[:3], records(tmp_path / 'checkpointing'), strict=True):
@@ -284,6 +287,7 @@ def test_identity_init_starts_next_to_the_identity(data, full_run, tmp_path):
     assert 0 < first['pix'] < 0.05 * records(full_run)[0]['pix']
 
 
+@pytest.mark.slow
 def test_cosine_schedule_anneals_both_lrs_over_the_run(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--lr_schedule', 'cosine', '--nEpochs', '3'))
     rows = records(tmp_path)  # three iterations per epoch; lr x (1 + cos(pi epoch / 3)) / 2

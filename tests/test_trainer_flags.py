@@ -21,6 +21,7 @@ def data(tmp_path_factory):
     return write_tiny_data(tmp_path_factory.mktemp('data'))
 
 
+@pytest.mark.slow
 def test_step_schedule_divides_both_lrs_by_ten_every_step_epochs(data, tmp_path):
     trainer.main(tiny_argv(data, tmp_path, '--step', '2', '--nEpochs', '5'))
     per_epoch = [records(tmp_path)[i] for i in range(0, 15, 3)]  # three iterations an epoch
