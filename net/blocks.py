@@ -190,10 +190,8 @@ class RestormerEncoder(nn.Module):
     def __init__(self, inp_channels: int, dim: int, num_blocks: tuple[int, ...], heads: tuple[int, ...],
                  ffn_expansion_factor: float, bias: bool, layer_norm_type: str) -> None:
         super().__init__()
-
-        def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
-            return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
-
+        self.block_options = (ffn_expansion_factor, bias, layer_norm_type)  # of every transformer block of the map
+        stage = self.stage
         self.patch_embed = OverlapPatchEmbed(inp_channels, dim, bias)
         self.encoder_level1 = stage(dim, num_blocks[0], heads[0])
         self.down1_2 = Downsample(dim)
@@ -203,6 +201,10 @@ class RestormerEncoder(nn.Module):
         self.down3_4 = Downsample(dim * 4)
         self.latent = stage(dim * 8, num_blocks[3], heads[3])
 
+    def stage(self, channels: int, depth: int, num_heads: int) -> nn.Sequential:
+        """`depth` transformer blocks on `channels` channels, with the map's block options."""
+        return transformer_stage(channels, depth, num_heads, *self.block_options)
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Image -> (latent L at 1/8, encoder features (E1, E2, E3) at 1, 1/2, 1/4)."""
         e1 = self.encoder_level1(self.patch_embed(x))
@@ -210,15 +212,14 @@ class RestormerEncoder(nn.Module):
         e3 = self.encoder_level3(self.down2_3(e2))
         return self.latent(self.down3_4(e3)), (e1, e2, e3)
 
-    def add_full_resolution_end(self, dim: int, depth: int, refinement_depth: int, num_heads: int, out_channels: int,
-                                ffn_expansion_factor: float, bias: bool, layer_norm_type: str) -> None:
+    def add_full_resolution_end(self, dim: int, depth: int, refinement_depth: int, num_heads: int,
+                                out_channels: int) -> None:
         """Registers, last as the official classes do, the up-sampling from 1/2, decoder level 1 (on 2 dim channels:
         the up-sampled features beside E1), the refinement stage and the output convolution."""
         self.up2_1 = Upsample(dim * 2)
-        self.decoder_level1 = transformer_stage(dim * 2, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
-        self.refinement = transformer_stage(dim * 2, refinement_depth, num_heads, ffn_expansion_factor, bias,
-                                            layer_norm_type)
-        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=bias)
+        self.decoder_level1 = self.stage(dim * 2, depth, num_heads)
+        self.refinement = self.stage(dim * 2, refinement_depth, num_heads)
+        self.output = nn.Conv2d(dim * 2, out_channels, kernel_size=3, padding=1, bias=self.block_options[1])
 
     def full_resolution(self, d: torch.Tensor, e1: torch.Tensor) -> torch.Tensor:
         """Decoder features at 1/2 and E1 -> refined features at full size (before the output convolution)."""

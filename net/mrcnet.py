@@ -32,7 +32,6 @@ from .blocks import (
     Upsample,
     computing_layout,
     pad_to_multiple,
-    transformer_stage,
 )
 
 # Modules of the official MRCNet that its forward never calls.
@@ -57,8 +56,7 @@ class MRCNet(RestormerEncoder):
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
         self.residual_scale = residual_scale
 
-        def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
-            return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+        stage = self.stage
 
         def level_block(channels: int) -> TransformerBlock:
             return TransformerBlock(channels, heads[2], ffn_expansion_factor, bias, layer_norm_type)
@@ -99,8 +97,7 @@ class MRCNet(RestormerEncoder):
         self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
         self.noise_level1 = level_block(dim * 2)
         self.reduce_noise_level1 = conv1x1(dim * 2, dim * 2)
-        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels,
-                                     ffn_expansion_factor, bias, layer_norm_type)
+        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 
     def decode(self, latent: torch.Tensor, skips: tuple[torch.Tensor, ...],
                conditions: tuple[torch.Tensor | None, ...] = (None, None, None)) -> torch.Tensor:

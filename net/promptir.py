@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import RestormerEncoder, TransformerBlock, Upsample, computing_layout, pad_to_multiple, transformer_stage
+from .blocks import RestormerEncoder, TransformerBlock, Upsample, computing_layout, pad_to_multiple
 
 OFFICIAL_DIM = 48  # the only --dim the official prompt sizes fit
 PROMPT_LENGTH = 5  # prompt components per level
@@ -68,8 +68,7 @@ class PromptIR(RestormerEncoder):
                              f'for {OFFICIAL_DIM} channels)')
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
-        def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
-            return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+        stage = self.stage
 
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
@@ -93,8 +92,7 @@ class PromptIR(RestormerEncoder):
         self.reduce_chan_level2 = conv1x1(dim * 4, dim * 2)
         self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
         self.prompt1, self.noise_level1, self.reduce_noise_level1 = prompt_level(dim * 2, shape1, dim * 2)
-        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels,
-                                     ffn_expansion_factor, bias, layer_norm_type)
+        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Degraded B x C x H x W (any H, W) -> (T(x) of the same size, P3: B x 320 x H/8 x W/8 of the padded size)."""

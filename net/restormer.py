@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import RestormerEncoder, Upsample, computing_layout, pad_to_multiple, transformer_stage
+from .blocks import RestormerEncoder, Upsample, computing_layout, pad_to_multiple
 
 
 class Restormer(RestormerEncoder):
@@ -23,8 +23,7 @@ class Restormer(RestormerEncoder):
                  layer_norm_type: str = 'WithBias') -> None:
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
-        def stage(channels: int, depth: int, num_heads: int) -> nn.Sequential:
-            return transformer_stage(channels, depth, num_heads, ffn_expansion_factor, bias, layer_norm_type)
+        stage = self.stage
 
         self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, kernel_size=1, bias=bias)
@@ -32,8 +31,7 @@ class Restormer(RestormerEncoder):
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, kernel_size=1, bias=bias)
         self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
-        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels,
-                                     ffn_expansion_factor, bias, layer_norm_type)
+        self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         padded, (h, w) = pad_to_multiple(x, self.size_multiple)
