@@ -24,6 +24,7 @@ import torch
 from study import report
 from study.runner import run_one, trainer_argv
 from study.variants import SCALES, VARIANTS, Scale, link_subset, runs
+from utils.atomic import write_text_atomically
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None, scale: Scale | None = None) -> list[dict
         summaries.append(run_one(argv_run, run_dir, variant, seed))
     if args.dry_run:
         return []
-    (out / 'results.json').write_text(json.dumps(summaries, indent=1) + '\n', encoding='utf-8')
+    write_text_atomically(out / 'results.json', json.dumps(summaries, indent=1) + '\n')
     title = f'{tag}: mean validation PSNR vs training time'
     image = report.plot(summaries, plot_path, title)
     report.to_tensorboard(summaries, image, out / 'tensorboard')

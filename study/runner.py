@@ -18,6 +18,7 @@ import trainer
 from data.test_sets import set_label
 from net import MODELS
 from study.variants import VARIANTS, Scale
+from utils.atomic import write_text_atomically
 
 
 def trainer_argv(scale: Scale, variant: str, seed: int, data_flags: list[str], val_root: Path, run_dir: Path, *,
@@ -47,7 +48,7 @@ def run_one(argv: list[str], run_dir: Path, variant: str, seed: int) -> dict:
     trainer.main(argv)
     summary = summarise(run_dir / 'log', variant, seed, wall_seconds=time.monotonic() - started)
     summary['command'] = command
-    summary_path.write_text(json.dumps(summary, indent=1) + '\n', encoding='utf-8')
+    write_text_atomically(summary_path, json.dumps(summary, indent=1) + '\n')  # read back by a resumed study
     return summary
 
 

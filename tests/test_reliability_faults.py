@@ -34,7 +34,7 @@ from data.image_io import read_rgb, write_rgb
 from data.test_sets import find_test_sets
 from net import Critic, MRCNet
 from tests.fixtures import TERMS, TINY, Identity, tiny_argv, write_test_tree, write_tiny_data
-from utils import atomic, checkpoint, distributed, evaluate, training
+from utils import atomic, checkpoint, distributed, evaluate, monitor, training
 from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.iteration import ot_iteration
 from utils.objective import ObjectiveWeights, gradient_penalty
@@ -221,6 +221,25 @@ def test_sigkill_at_any_moment_loses_nothing_and_resumes_to_the_same_run(data, t
     assert all(torch.equal(exported[name], value) for name, value in wanted['map'].items())
 
 
+def test_a_kill_while_a_resume_drops_later_records_keeps_the_earlier_ones(tmp_path):
+    log = tmp_path / 'log'
+    log.mkdir()
+    lines = [json.dumps({'step': step, 'loss': float(step)}) for step in range(1, 5)]
+    (log / 'metrics.jsonl').write_text('\n'.join(lines) + '\n')
+    pid = os.fork()
+    if pid == 0:  # resumes from step 2 and dies with the shortened log written but not yet in place
+        try:
+            atomic.os.replace = lambda *args: _die()
+            monitor.Monitor(log, enabled=True, start_step=2, total_steps=4, log_every=1, image_every=1)
+        finally:
+            os._exit(0)
+    assert os.WTERMSIG(os.waitpid(pid, 0)[1]) == signal.SIGKILL
+    assert _records(log) == [json.loads(line) for line in lines]  # the old log, whole
+    monitor.Monitor(log, enabled=True, start_step=2, total_steps=4, log_every=1, image_every=1).close()
+    assert [record['step'] for record in _records(log)] == [1, 2]
+    assert not list(log.glob('.*.tmp'))  # the killed writer's temporary was removed by the next write
+
+
 # ------------------------------------------------------------------------------------------- killed evaluation
 
 def drive_killed_evaluation(test_root: str, save_dir: str) -> None:
@@ -266,11 +285,13 @@ def test_sigkill_during_evaluation_leaves_complete_files_and_resume_finishes(tmp
 # ----------------------------------------------------------------------------------- full disk, unwritable folder
 
 def _disk_full_after(saves: int):
-    """An os.fdopen whose first `saves` calls are real; later ones hand out /dev/full, which fails every write
-    with ENOSPC as a full disk does."""
+    """An os.fdopen whose first `saves` checkpoint files (.pth) are real; later ones get /dev/full, which fails
+    every write with ENOSPC as a full disk does. Logs keep being written (a disk fills between two files)."""
     real_fdopen, seen = os.fdopen, [0]
 
     def fdopen(fd, *args, **kwargs):
+        if '.pth.' not in os.readlink(f'/proc/self/fd/{fd}'):  # the atomic temporary of a checkpoint
+            return real_fdopen(fd, *args, **kwargs)
         seen[0] += 1
         if seen[0] <= saves:
             return real_fdopen(fd, *args, **kwargs)

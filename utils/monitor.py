@@ -24,6 +24,7 @@ from torchvision.utils import make_grid
 from tqdm import tqdm
 
 from data.test_sets import set_label
+from utils.atomic import write_text_atomically
 
 # TensorBoard tag of each iteration term; terms not listed go under train/.
 TAGS = {
@@ -58,7 +59,7 @@ class Monitor:
         """Saves the resolved config and the command line, and shows the config in TensorBoard."""
         if not self.enabled:
             return
-        (self.log_dir / 'config.json').write_text(json.dumps(config, indent=2) + '\n', encoding='utf-8')
+        write_text_atomically(self.log_dir / 'config.json', json.dumps(config, indent=2) + '\n')
         with (self.log_dir / 'command.txt').open('a', encoding='utf-8') as handle:
             handle.write(f'# {time.strftime("%Y-%m-%d %H:%M:%S")}\n{shlex.join(command)}\n')
         text = '\n'.join(f'    {key}: {value}' for key, value in config.items())
@@ -152,5 +153,5 @@ def _truncate_jsonl(path: Path, start_step: int) -> int:
         if record.get('step', 0) <= start_step:
             kept.append(line)
             skipped += record.get('skipped', 0)
-    path.write_text(''.join(f'{line}\n' for line in kept), encoding='utf-8')
+    write_text_atomically(path, ''.join(f'{line}\n' for line in kept))  # a kill here keeps the old file whole
     return skipped
