@@ -191,19 +191,22 @@ class RestormerEncoder(nn.Module):
                  ffn_expansion_factor: float, bias: bool, layer_norm_type: str) -> None:
         super().__init__()
         self.block_options = (ffn_expansion_factor, bias, layer_norm_type)  # of every transformer block of the map
-        stage = self.stage
         self.patch_embed = OverlapPatchEmbed(inp_channels, dim, bias)
-        self.encoder_level1 = stage(dim, num_blocks[0], heads[0])
+        self.encoder_level1 = self.stage(dim, num_blocks[0], heads[0])
         self.down1_2 = Downsample(dim)
-        self.encoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
+        self.encoder_level2 = self.stage(dim * 2, num_blocks[1], heads[1])
         self.down2_3 = Downsample(dim * 2)
-        self.encoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+        self.encoder_level3 = self.stage(dim * 4, num_blocks[2], heads[2])
         self.down3_4 = Downsample(dim * 4)
-        self.latent = stage(dim * 8, num_blocks[3], heads[3])
+        self.latent = self.stage(dim * 8, num_blocks[3], heads[3])
 
     def stage(self, channels: int, depth: int, num_heads: int) -> nn.Sequential:
         """`depth` transformer blocks on `channels` channels, with the map's block options."""
         return transformer_stage(channels, depth, num_heads, *self.block_options)
+
+    def block(self, channels: int, num_heads: int) -> TransformerBlock:
+        """One transformer block on `channels` channels, with the map's block options."""
+        return TransformerBlock(channels, num_heads, *self.block_options)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Image -> (latent L at 1/8, encoder features (E1, E2, E3) at 1, 1/2, 1/4)."""

@@ -28,7 +28,6 @@ from torch import nn
 from .blocks import (
     Downsample,
     RestormerEncoder,
-    TransformerBlock,
     Upsample,
     computing_layout,
     pad_to_multiple,
@@ -56,33 +55,28 @@ class MRCNet(RestormerEncoder):
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
         self.residual_scale = residual_scale
 
-        stage = self.stage
-
-        def level_block(channels: int) -> TransformerBlock:
-            return TransformerBlock(channels, heads[2], ffn_expansion_factor, bias, layer_norm_type)
-
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
 
         def add_decoder_level3(prefix: str) -> None:
             """Level 3 of a decoder (1/8 -> 1/4 resolution, with the level-3 skip), under the official names with
             `prefix`: '' for the decoder, 'res' for the residual decoder."""
-            for name, module in (('noise_level3', level_block(dim * 8)),
+            for name, module in (('noise_level3', self.block(dim * 8, heads[2])),
                                  ('reduce_noise_level3', conv1x1(dim * 8, dim * 4)), ('up4_3', Upsample(dim * 4)),
                                  ('reduce_chan_level3', conv1x1(dim * 6, dim * 4)),
-                                 ('decoder_level3', stage(dim * 4, num_blocks[2], heads[2]))):
+                                 ('decoder_level3', self.stage(dim * 4, num_blocks[2], heads[2]))):
                 setattr(self, prefix + name, module)
 
         # The encoder (RestormerEncoder) serves pass 1, pass 2 (its features are reused) and, in part, the residual
         # branch.
 
         # Residual encoder: transport residual r -> residual embedding R4.
-        self.resencoder_level1 = stage(dim, num_blocks[0], heads[0])
+        self.resencoder_level1 = self.stage(dim, num_blocks[0], heads[0])
         self.resdown1_2 = Downsample(dim)
-        self.resencoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
+        self.resencoder_level2 = self.stage(dim * 2, num_blocks[1], heads[1])
         self.resdown2_3 = Downsample(dim * 2)
-        self.resencoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
-        self.reslatent = stage(dim * 8, num_blocks[3], heads[3])
+        self.resencoder_level3 = self.stage(dim * 4, num_blocks[2], heads[2])
+        self.reslatent = self.stage(dim * 8, num_blocks[3], heads[3])
 
         if self.multi_scale:
             # Residual decoder: R4 -> R3 with its own level 3; R3 -> R2 with the shared decoder level 2.
@@ -90,12 +84,12 @@ class MRCNet(RestormerEncoder):
 
         # Decoder, shared by both passes.
         add_decoder_level3('')
-        self.noise_level2 = level_block(dim * 4)
+        self.noise_level2 = self.block(dim * 4, heads[2])
         self.reduce_noise_level2 = conv1x1(dim * 4, dim * 4)
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = conv1x1(dim * 4, dim * 2)
-        self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
-        self.noise_level1 = level_block(dim * 2)
+        self.decoder_level2 = self.stage(dim * 2, num_blocks[1], heads[1])
+        self.noise_level1 = self.block(dim * 2, heads[2])
         self.reduce_noise_level1 = conv1x1(dim * 2, dim * 2)
         self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 

@@ -68,8 +68,6 @@ class PromptIR(RestormerEncoder):
                              f'for {OFFICIAL_DIM} channels)')
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
-        stage = self.stage
-
         def conv1x1(c_in: int, c_out: int) -> nn.Conv2d:
             return nn.Conv2d(c_in, c_out, kernel_size=1, bias=bias)
 
@@ -77,7 +75,7 @@ class PromptIR(RestormerEncoder):
                          ) -> tuple[PromptGenBlock, TransformerBlock, nn.Conv2d]:
             """The PGM on `channels` features, and the PIM: a transformer block on features + prompt, a 1x1 conv."""
             prompt_dim, prompt_size = prompt_shape
-            interaction = TransformerBlock(channels + prompt_dim, heads[2], ffn_expansion_factor, bias, layer_norm_type)
+            interaction = self.block(channels + prompt_dim, heads[2])
             return PromptGenBlock(channels, prompt_dim, prompt_size), interaction, conv1x1(channels + prompt_dim, c_out)
 
         shape1, shape2, shape3 = PROMPT_SHAPES
@@ -86,11 +84,11 @@ class PromptIR(RestormerEncoder):
         self.prompt3, self.noise_level3, self.reduce_noise_level3 = prompt_level(dim * 8, shape3, dim * 4)
         self.up4_3 = Upsample(dim * 4)
         self.reduce_chan_level3 = conv1x1(dim * 6, dim * 4)
-        self.decoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+        self.decoder_level3 = self.stage(dim * 4, num_blocks[2], heads[2])
         self.prompt2, self.noise_level2, self.reduce_noise_level2 = prompt_level(dim * 4, shape2, dim * 4)
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = conv1x1(dim * 4, dim * 2)
-        self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
+        self.decoder_level2 = self.stage(dim * 2, num_blocks[1], heads[1])
         self.prompt1, self.noise_level1, self.reduce_noise_level1 = prompt_level(dim * 2, shape1, dim * 2)
         self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 

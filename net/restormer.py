@@ -23,14 +23,12 @@ class Restormer(RestormerEncoder):
                  layer_norm_type: str = 'WithBias') -> None:
         super().__init__(inp_channels, dim, num_blocks, heads, ffn_expansion_factor, bias, layer_norm_type)
 
-        stage = self.stage
-
         self.up4_3 = Upsample(dim * 8)
         self.reduce_chan_level3 = nn.Conv2d(dim * 8, dim * 4, kernel_size=1, bias=bias)
-        self.decoder_level3 = stage(dim * 4, num_blocks[2], heads[2])
+        self.decoder_level3 = self.stage(dim * 4, num_blocks[2], heads[2])
         self.up3_2 = Upsample(dim * 4)
         self.reduce_chan_level2 = nn.Conv2d(dim * 4, dim * 2, kernel_size=1, bias=bias)
-        self.decoder_level2 = stage(dim * 2, num_blocks[1], heads[1])
+        self.decoder_level2 = self.stage(dim * 2, num_blocks[1], heads[1])
         self.add_full_resolution_end(dim, num_blocks[0], num_refinement_blocks, heads[0], out_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
