@@ -12,6 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
+from utils.atomic import write_text_atomically
 from utils.figures import colour, new_figure, write_png
 
 
@@ -113,4 +114,4 @@ def update_section(study_md: Path, scale: str, body: str) -> None:
         text = re.sub(re.escape(start) + '.*?' + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + ('\n\n' if text else '') + block + '\n'
-    study_md.write_text(text, encoding='utf-8')
+    write_text_atomically(study_md, text)  # a kill mid-write keeps the document whole

@@ -119,9 +119,10 @@ def test_every_variant_of_every_scale_parses(scale, tmp_path):
         argv = trainer_argv(replace(SCALES[scale], device='cpu'), variant, 0, ['--data_root', str(tmp_path)],
                             tmp_path, tmp_path / variant, iters=SCALES[scale].iters, val_every=1, minutes=None)
         config = parse_flags(argv)
-        if (config.backbone, repr(config.model_args)) not in checked:
+        map_spec = (config.backbone, repr(config.model_args))
+        if map_spec not in checked:
             check_map_size(config)
-            checked.add((config.backbone, repr(config.model_args)))
+            checked.add(map_spec)
         assert config.seed == 0 and config.log_dir == str(tmp_path / variant / 'log')
         assert (config.objective == 'l1') == (variant == 'L1-only')
         assert config.no_fourier == (variant == 'no-Fourier')
