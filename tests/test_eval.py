@@ -18,7 +18,7 @@ from utils.inference import InferenceMemoryError
 from utils.metrics import FID, LPIPS, Unavailable
 
 KEYS = {'task', 'set', 'sigma', 'protocol', 'y_channel', 'n_images', 'psnr', 'ssim', 'lpips', 'lpips_inputs', 'fid',
-        'input_psnr', 'input_ssim', 'seconds_per_image', 'not_computed'}
+        'input_psnr', 'input_ssim', 'offset', 'input_offset', 'seconds_per_image', 'not_computed'}
 
 
 @pytest.fixture
@@ -46,14 +46,18 @@ def test_every_task_is_paired_and_scored(tree, tmp_path):
         # The identity map restores nothing, so restored and input scores agree; both are recomputed here
         # from the files, which shows each degraded file met its own target.
         assert record['psnr'] == pytest.approx(record['input_psnr']) and record['ssim'] == record['input_ssim']
-        expected = []
+        assert record['offset'] == record['input_offset']
+        expected, offsets = [], []
         for lq_path, gt_path in pairs[record['task']]:
             gt = read_rgb(gt_path)
             lq = noise.test_noise(gt, record['sigma']) if lq_path is None else read_rgb(lq_path)
             expected.append((peak_signal_noise_ratio(gt, lq, data_range=255),
                              structural_similarity(gt, lq, channel_axis=2, data_range=255)))
+            offsets.append(lq.astype(np.int64).sum() / lq.size - gt.astype(np.int64).sum() / gt.size)
         assert record['input_psnr'] == pytest.approx(np.mean([p for p, _ in expected]), rel=1e-12)
         assert record['input_ssim'] == pytest.approx(np.mean([s for _, s in expected]), rel=1e-12)
+        # Sums of at most 21 x 30 x 3 integers below 256 are exact in float64, so are their means to round-off.
+        assert record['input_offset'] == pytest.approx(np.mean(offsets), rel=1e-12, abs=1e-12)
         assert record['lpips'] is None and record['not_computed'] == {'lpips': 'not requested', 'fid': 'not requested'}
     rows = read_csv(tmp_path / 'out' / 'deblur' / 'deblur' / 'metrics.csv')
     assert [row['name'] for row in rows] == ['GOPR0384_11_00/000001', 'GOPR0410_11_00/000001']
@@ -89,6 +93,8 @@ def test_saved_outputs_are_exactly_what_was_scored(tree, tmp_path):
         y = [image.astype(np.float64) @ (np.array([65.481, 128.553, 24.966]) / 255) + 16
              for image in (restored, target)]
         assert float(row['psnr']) == pytest.approx(peak_signal_noise_ratio(y[1], y[0], data_range=255), rel=1e-12)
+        assert float(row['offset']) == pytest.approx(restored.mean() - target.mean(), rel=1e-12, abs=1e-12)
+        assert float(row['input_offset']) == pytest.approx(degraded.mean() - target.mean(), rel=1e-12, abs=1e-12)
         residual = read_rgb(folder / 'residual' / f'{row["name"]}.png')
         expected = np.clip(np.abs(degraded.astype(int) - restored) * RESIDUAL_GAIN, 0, 255)
         assert np.array_equal(residual, expected)
@@ -137,6 +143,17 @@ def test_resume_redoes_images_made_with_other_settings_or_deleted(tree, tmp_path
     network = Identity()
     evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=False, progress=False)
     assert len(network.calls) == 2  # without resume everything is redone
+    # A CSV from before the offset columns: its rows lack a value, so their images are restored again.
+    path = tmp_path / 'lowlight' / 'lowlight' / 'metrics.csv'
+    rows = read_csv(path)
+    with open(path, 'w', newline='') as handle:
+        fields = [key for key in rows[0] if key not in ('offset', 'input_offset')]
+        writer = csv.DictWriter(handle, fields, extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows)
+    network = Identity()
+    evaluate(network, sets, device='cpu', save_dir=tmp_path, resume=True, progress=False)
+    assert len(network.calls) == 2 and all(row['offset'] for row in read_csv(path))
 
 
 def test_optional_metrics_with_stand_ins_and_their_reasons(tree):

@@ -12,7 +12,7 @@ import torch
 
 from data.image_io import to_uint8
 from utils import metrics
-from utils.metrics import FID, LPIPS, Unavailable, frechet_distance, psnr, rgb_to_y, ssim
+from utils.metrics import FID, LPIPS, Unavailable, brightness_offset, frechet_distance, psnr, rgb_to_y, ssim
 
 
 def constant(value: int, shape=(16, 16, 3)) -> np.ndarray:
@@ -84,6 +84,24 @@ def test_to_uint8_is_what_torchvision_save_image_writes(tmp_path):
     save_image(image, tmp_path / 'saved.png')
     saved = cv2.cvtColor(cv2.imread(str(tmp_path / 'saved.png')), cv2.COLOR_BGR2RGB)
     assert np.array_equal(to_uint8(image), saved)
+
+
+@pytest.mark.parametrize('shift', [-3, 2])
+def test_brightness_offset_and_the_psnr_it_costs(shift):
+    rng = np.random.default_rng(shift + 10)
+    target = rng.integers(20, 236, (16, 24, 3), dtype=np.uint8)
+    error = rng.integers(-9, 10, target.shape)
+    error -= int(round(error.mean()))  # zero-mean to within half a level
+    restored = (target + error + shift).astype(np.uint8)
+    offset = brightness_offset(restored, target)
+    assert offset == pytest.approx(shift + error.mean(), abs=1e-12)
+    # Removing the shift recovers the PSNR of the zero-mean rest, as the docstring's formula says.
+    rest = (restored.astype(np.float64) - offset) - target
+    mse = np.mean((restored.astype(np.float64) - target) ** 2)
+    assert 10 * np.log10(255 ** 2 / np.mean(rest ** 2)) - psnr(restored, target) == pytest.approx(
+        10 * np.log10(1 + offset ** 2 / (mse - offset ** 2)), rel=1e-9)
+    with pytest.raises(ValueError, match='uint8'):
+        brightness_offset(restored.astype(np.float32), target)
 
 
 def test_metrics_refuse_mismatched_or_float_images():

@@ -34,11 +34,12 @@ from data.test_sets import set_label
 from options import TILE_OVERLAP
 from utils.atomic import write_bytes_atomically, write_text_atomically
 from utils.inference import InferenceMemoryError, restore
-from utils.metrics import FID, LPIPS, Unavailable, psnr, ssim
+from utils.metrics import FID, LPIPS, Unavailable, brightness_offset, psnr, ssim
 
 RESIDUAL_GAIN = 4  # |x - T(x)| is small; scaled by 4 it is visible without clipping most of it
 CSV_FIELDS = ('name', 'height', 'width', 'protocol', 'y_channel', 'psnr', 'ssim', 'lpips', 'input_psnr', 'input_ssim',
-              'seconds')
+              'offset', 'input_offset', 'seconds')
+_FLOAT_FIELDS = ('psnr', 'ssim', 'input_psnr', 'input_ssim', 'offset', 'input_offset', 'seconds')
 _SEPARATOR = 4  # white pixels between the panels of a comparison strip
 
 
@@ -56,7 +57,8 @@ def evaluate(transport_map: nn.Module, test_sets: Sequence, *, device: torch.dev
     says what is fed); returns one record per set.
 
     A record: `task`, `set`, `sigma` (None unless noise is synthesised), `protocol`, `y_channel`, `n_images`,
-    the means over images of `psnr`, `ssim`, `lpips`, `input_psnr`, `input_ssim`, the set's `fid`,
+    the means over images of `psnr`, `ssim`, `lpips`, `input_psnr`, `input_ssim`, `offset` and `input_offset`
+    (`utils.metrics.brightness_offset` of the restored and of the degraded image), the set's `fid`,
     `seconds_per_image`, `lpips_inputs` (the range LPIPS was fed, `utils.metrics.LPIPS_INPUTS`, None without
     LPIPS), and `not_computed`: {metric: why} for LPIPS/FID when they were not computed.
     `lpips`/`fid` are metrics from `utils.metrics.load_lpips`/`load_fid` (an `Unavailable` is reported,
@@ -118,7 +120,9 @@ def _evaluate_set(transport_map: nn.Module, test_set, *, device: torch.device, t
                        'ssim': ssim(restored, target, y_channel=y_channel),
                        'lpips': lpips(restored, target) if isinstance(lpips, LPIPS) else None,
                        'input_psnr': psnr(degraded, target, y_channel=y_channel),
-                       'input_ssim': ssim(degraded, target, y_channel=y_channel), 'seconds': seconds}
+                       'input_ssim': ssim(degraded, target, y_channel=y_channel),
+                       'offset': brightness_offset(restored, target),
+                       'input_offset': brightness_offset(degraded, target), 'seconds': seconds}
             except ValueError as error:
                 raise ValueError(f'{label}/{name} ({target.shape[0]}x{target.shape[1]}): cannot be scored ({error}); '
                                  'remove it from the test set, or restore it with --input/--output') from error
@@ -159,7 +163,8 @@ def _record(test_set, protocol: str, y_channel: bool, rows: list[dict], lpips: L
     return {'task': test_set.task, 'set': test_set.name, 'sigma': test_set.sigma, 'protocol': protocol,
             'y_channel': y_channel, 'n_images': len(rows), 'psnr': mean('psnr'), 'ssim': mean('ssim'),
             'lpips': mean('lpips'), 'fid': fid_value, 'input_psnr': mean('input_psnr'),
-            'input_ssim': mean('input_ssim'), 'seconds_per_image': mean('seconds'),
+            'input_ssim': mean('input_ssim'), 'offset': mean('offset'), 'input_offset': mean('input_offset'),
+            'seconds_per_image': mean('seconds'),
             'lpips_inputs': lpips.inputs if isinstance(lpips, LPIPS) else None, 'not_computed': not_computed}
 
 
@@ -236,11 +241,12 @@ class _CsvLog:
 
 
 def _parse_row(row: dict) -> dict | None:
-    """A CSV row back to values; None for a row that an interruption cut short."""
+    """A CSV row back to values; None for a row that an interruption cut short (or an older version wrote
+    without a column): its image is restored again."""
     if any(row.get(key) in (None, '') for key in CSV_FIELDS if key != 'lpips'):
         return None
     try:
-        parsed = {key: float(row[key]) for key in ('psnr', 'ssim', 'input_psnr', 'input_ssim', 'seconds')}
+        parsed = {key: float(row[key]) for key in _FLOAT_FIELDS}
         parsed.update(name=row['name'], height=int(row['height']), width=int(row['width']),
                       protocol=row['protocol'], y_channel=row['y_channel'] == 'True',
                       lpips=float(row['lpips']) if row['lpips'] else None)

@@ -64,6 +64,14 @@ def ssim(restored: np.ndarray, target: np.ndarray, *, data_range: int = 255, y_c
     return float(structural_similarity(target, restored, data_range=data_range, channel_axis=2))
 
 
+def brightness_offset(restored: np.ndarray, target: np.ndarray) -> float:
+    """Mean of restored minus target over every pixel and channel of two H x W x 3 uint8 RGB images, in grey
+    levels of 255: the global brightening (> 0) or darkening (< 0) that PSNR counts but does not show. A shift of
+    d levels on an image whose error has RMS e costs 10 log10(1 + d^2 / (e^2 - d^2)) dB of PSNR."""
+    _check_pair(restored, target)
+    return float(np.mean(restored, dtype=np.float64) - np.mean(target, dtype=np.float64))
+
+
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to two N x D feature sets (the FID formula,
     |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as `pytorch-fid` computes it); D >= 2, since

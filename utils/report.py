@@ -66,6 +66,11 @@ def _pair(psnr: float | None, ssim: float | None) -> str:
     return f'{_number(psnr, 2)} / {_number(ssim, 3)}'
 
 
+def _offsets(record: dict) -> str:
+    """The input's and the output's mean brightness offset from the target (grey levels), signed."""
+    return ' / '.join('—' if record.get(key) is None else f'{record[key]:+.1f}' for key in ('input_offset', 'offset'))
+
+
 def _sigma(record: dict) -> str:
     return '' if record['sigma'] is None else str(record['sigma'])
 
@@ -96,7 +101,9 @@ def describe_metrics(records: Sequence[dict]) -> str:
     lpips = sorted({record['lpips_inputs'] for record in records if record.get('lpips_inputs')})
     return (f'Protocol {", ".join(protocols)}: {"; ".join(PROTOCOL_TEXT[p] for p in protocols)}. {channel} '
             'PSNR/SSIM from scikit-image on the saved 8-bit outputs (data_range=255, quantised as '
-            'torchvision\'s save_image).' + (f' LPIPS inputs: {"; ".join(lpips)}.' if lpips else ''))
+            'torchvision\'s save_image). The offset is the mean of image minus target over pixels and channels, '
+            'in grey levels of 255: a global brightening or darkening.'
+            + (f' LPIPS inputs: {"; ".join(lpips)}.' if lpips else ''))
 
 
 def markdown_report(records: Sequence[dict], checkpoint: str, warnings: Sequence[str] = ()) -> str:
@@ -104,14 +111,14 @@ def markdown_report(records: Sequence[dict], checkpoint: str, warnings: Sequence
     checkpoint) come first."""
     lines = ['# DA-RCOT evaluation', '', *[f'**{warning}**\n' for warning in warnings],
              f'Checkpoint: {checkpoint}', '', describe_metrics(records), '',
-             '| task | set | σ | images | input PSNR / SSIM | PSNR / SSIM | LPIPS | FID '
+             '| task | set | σ | images | input PSNR / SSIM | PSNR / SSIM | offset, input / restored | LPIPS | FID '
              '| paper, 3 tasks | paper, 5 tasks |',
-             '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+             '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for record in records:
         paper = [paper_result(record, setting) for setting in SETTINGS]
         lines.append(f'| {record["task"]} | {record["set"]} | {_sigma(record)} | {record["n_images"]} '
                      f'| {_pair(record["input_psnr"], record["input_ssim"])} | {_pair(record["psnr"], record["ssim"])} '
-                     f'| {_number(record["lpips"], 4)} | {_number(record["fid"], 2)} | '
+                     f'| {_offsets(record)} | {_number(record["lpips"], 4)} | {_number(record["fid"], 2)} | '
                      + ' | '.join('' if p is None else _pair(p.psnr, p.ssim) for p in paper) + ' |')
     lines += ['', '| average | measured PSNR / SSIM | paper PSNR / SSIM | paper, unpaired training (PSNR) |',
               '| --- | ---: | ---: | ---: |']
