@@ -56,7 +56,7 @@ def test_every_task_is_paired_and_scored(tree, tmp_path):
             offsets.append(lq.astype(np.int64).sum() / lq.size - gt.astype(np.int64).sum() / gt.size)
         assert record['input_psnr'] == pytest.approx(np.mean([p for p, _ in expected]), rel=1e-12)
         assert record['input_ssim'] == pytest.approx(np.mean([s for _, s in expected]), rel=1e-12)
-        # Sums of at most 21 x 30 x 3 integers below 256 are exact in float64, so are their means to round-off.
+        # Integer sums of these small 8-bit images are exact in float64: both sides are the same rounded quotients.
         assert record['input_offset'] == pytest.approx(np.mean(offsets), rel=1e-12, abs=1e-12)
         assert record['lpips'] is None and record['not_computed'] == {'lpips': 'not requested', 'fid': 'not requested'}
     rows = read_csv(tmp_path / 'out' / 'deblur' / 'deblur' / 'metrics.csv')
