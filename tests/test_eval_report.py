@@ -16,7 +16,8 @@ from utils.report import PAPER_AVERAGES, console_table, markdown_report, measure
 def record(task, name, sigma=None, psnr=30.0, ssim=0.9, **extra):
     return {'task': task, 'set': name, 'sigma': sigma, 'protocol': 'pad', 'y_channel': False, 'n_images': 2,
             'psnr': psnr, 'ssim': ssim, 'lpips': None, 'fid': None, 'input_psnr': 20.0, 'input_ssim': 0.5,
-            'seconds_per_image': 0.1, 'not_computed': {'lpips': 'not requested', 'fid': 'not requested'}, **extra}
+            'offset': -0.5, 'input_offset': 2.0, 'seconds_per_image': 0.1,
+            'not_computed': {'lpips': 'not requested', 'fid': 'not requested'}, **extra}
 
 
 FIVE_TASKS = [record('dehaze', 'SOTS', psnr=31.0, ssim=0.97), record('derain', 'Rain100L', psnr=38.0, ssim=0.98),
@@ -47,7 +48,7 @@ def test_markdown_puts_the_papers_numbers_beside_the_measured_ones():
     lines = text.splitlines()
     assert 'Checkpoint: ckpt.pth (MRCNet)' in text and 'Protocol pad' in text and 'RGB PSNR/SSIM' in text
     gopro = next(line for line in lines if line.startswith('| deblur'))
-    assert '28.00 / 0.870' in gopro and gopro.endswith('| 28.68 / 0.872 |')
+    assert '28.00 / 0.870' in gopro and '| +2.0 / -0.5 |' in gopro and gopro.endswith('| 28.68 / 0.872 |')
     dehaze = next(line for line in lines if line.startswith('| dehaze'))
     assert '31.26 / 0.977' in dehaze and '30.96 / 0.975' in dehaze
     assert '| 5 tasks | 30.20 / 0.908 | 30.40 / 0.911 | 25.57 |' in lines

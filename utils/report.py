@@ -56,10 +56,11 @@ def paper_result(record: dict, setting: str) -> PaperResult | None:
     return None
 
 
-def _number(value: float | None, digits: int) -> str:
+def _number(value: float | None, digits: int, sign: str = '') -> str:
+    """`value` to `digits` decimals, '—' when None; `sign='+'` writes the sign of positive values too."""
     if value is None:
         return '—'
-    return 'inf' if math.isinf(value) else f'{value:.{digits}f}'
+    return 'inf' if math.isinf(value) else f'{value:{sign}.{digits}f}'
 
 
 def _pair(psnr: float | None, ssim: float | None) -> str:
@@ -68,7 +69,7 @@ def _pair(psnr: float | None, ssim: float | None) -> str:
 
 def _offsets(record: dict) -> str:
     """The input's and the output's mean brightness offset from the target (grey levels), signed."""
-    return ' / '.join('—' if record.get(key) is None else f'{record[key]:+.1f}' for key in ('input_offset', 'offset'))
+    return f'{_number(record["input_offset"], 1, "+")} / {_number(record["offset"], 1, "+")}'
 
 
 def _sigma(record: dict) -> str:
