@@ -7,7 +7,7 @@ import net.mrcnet
 import net.promptir
 import net.restormer
 from net import MODELS, Critic, MRCNet, set_activation_checkpointing
-from net.blocks import MDTA, LayerNorm, pad_to_multiple
+from net.blocks import MDTA, LayerNorm, gated_gelu, pad_to_multiple
 from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
 
@@ -168,6 +168,7 @@ def test_attention_matches_the_official_formula(heads, channels_last):
     x = torch.randn(2, 8, 8, 6, dtype=torch.float64)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
     # The official: q, k, v as B x heads x c x HW, normalised over the pixels, attention across channels.
     q, k, v = (t.reshape(2, heads, 8 // heads, 48) for t in attention.qkv_dwconv(attention.qkv(x)).chunk(3, 1))
     q, k = torch.nn.functional.normalize(q, dim=-1), torch.nn.functional.normalize(k, dim=-1)
@@ -175,9 +176,40 @@ def test_attention_matches_the_official_formula(heads, channels_last):
     expected = attention.project_out((attn @ v).reshape(2, 8, 8, 6))
     out = attention(x)
     torch.testing.assert_close(out, expected, **FLOAT64_REORDER)
+    # The normalisation folded into the c x c products must give the official gradients too.
+    weights = torch.randn_like(out)
+    inputs = (x, *attention.parameters())
+    for got, want in zip(torch.autograd.grad((out * weights).sum(), inputs),
+                         torch.autograd.grad((expected * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(got, want, **FLOAT64_REORDER)
     # NCHW in, NCHW out; for channels-last input the output convolution's own choice decides (torch 2.5's float64
     # convolution returns NCHW, later versions channels-last).
     assert out.is_contiguous() or channels_last
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_the_gdfn_gate_gives_autograds_gradient(dtype, channels_last):
+    torch.manual_seed(0)
+    y = torch.randn(2, 10, 7, 5, dtype=dtype)
+    if channels_last:
+        y = y.contiguous(memory_format=torch.channels_last)
+    y.requires_grad_(True)
+    weights = torch.randn(2, 5, 7, 5, dtype=dtype)
+    y1, y2 = y.chunk(2, dim=1)
+    expected = torch.nn.functional.gelu(y1) * y2
+    out = gated_gelu(y)
+    assert torch.equal(out, expected)  # the same operations on the same views
+    got, = torch.autograd.grad((out * weights).sum(), y)
+    want, = torch.autograd.grad((expected * weights).sum(), y)
+    assert got.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    # The backward runs autograd's own kernels (two products and gelu_backward) on the same values, writing into
+    # the halves of one tensor; only a loop's vector/scalar split could differ, by an ulp or two of erf and exp.
+    # 4 ulps, relative to the largest gradient (gelu' crosses zero, so a relative bound alone would not do).
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(got, want, rtol=4 * eps, atol=4 * eps * want.abs().max().item())
+    with torch.no_grad():  # without autograd, the plain operations
+        assert torch.equal(gated_gelu(y), expected)
 
 
 @pytest.mark.parametrize('name', ['MRCNet', 'Restormer', 'PromptIR'])
