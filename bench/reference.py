@@ -2,10 +2,11 @@
 
 The official DA-RCOT loop runs two full forwards of the map per iteration (one under no_grad for the
 critic steps, one for the map step), recomputes the latent in pass 2, and computes the Fourier and
-contrastive terms in Python loops over the batch, its channel LayerNorm reshapes to B x HW x C and
-reduces by hand, its attention reshapes q, k and v, and the whole map computes in the NCHW layout. This
-module does the same, written plainly, so the benchmark can time it beside `utils.iteration.ot_iteration`
-and the tests can check that both give the same numbers.
+contrastive terms in Python loops over the batch; its channel LayerNorm reshapes to B x HW x C and reduces
+by hand, its attention reshapes q, k and v and normalises q and k, its feed-forward gate goes through
+autograd's chunk, and the whole map computes in the NCHW layout. This module does the same, written
+plainly, so the benchmark can time it beside `utils.iteration.ot_iteration` and the tests can check that
+both give the same numbers.
 """
 
 from __future__ import annotations
@@ -44,16 +45,23 @@ def _official_attention(attention: blocks.MDTA, x: torch.Tensor) -> torch.Tensor
     return attention.project_out(rearrange(attn @ v, 'b head c (h w) -> b (head c) h w', h=h, w=w))
 
 
+def _official_feed_forward(feed_forward: blocks.GDFN, x: torch.Tensor) -> torch.Tensor:
+    """The official GDFN: the gate through autograd's own chunk, gelu and product."""
+    x1, x2 = feed_forward.dwconv(feed_forward.project_in(x)).chunk(2, dim=1)
+    return feed_forward.project_out(nn.functional.gelu(x1) * x2)
+
+
 @contextlib.contextmanager
 def official_blocks() -> Iterator[None]:
-    """Runs every channel LayerNorm and MDTA the official way inside the block (same numbers, the official
-    speed); the map stays in the NCHW layout, as `encode`/`decode` are called directly."""
-    originals = blocks._ChannelNormBody.forward, blocks.MDTA.forward
-    blocks._ChannelNormBody.forward, blocks.MDTA.forward = _official_layer_norm, _official_attention
+    """Runs every channel LayerNorm, MDTA and GDFN the official way inside the block (same numbers, the
+    official speed); the map stays in the NCHW layout, as `encode`/`decode` are called directly."""
+    originals = blocks._ChannelNormBody.forward, blocks.MDTA.forward, blocks.GDFN.forward
+    blocks._ChannelNormBody.forward, blocks.MDTA.forward, blocks.GDFN.forward = (
+        _official_layer_norm, _official_attention, _official_feed_forward)
     try:
         yield
     finally:
-        blocks._ChannelNormBody.forward, blocks.MDTA.forward = originals
+        blocks._ChannelNormBody.forward, blocks.MDTA.forward, blocks.GDFN.forward = originals
 
 
 def official_order_forward(model: MRCNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

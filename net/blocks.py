@@ -69,17 +69,57 @@ class MDTA(nn.Module):
         qkv = self.qkv_dwconv(self.qkv(x))
         # B x 3C x H x W -> B x HW x 3 x heads x c: a view for channels-last input (a copy for NCHW).
         q, k, v = qkv.permute(0, 2, 3, 1).reshape(b, h * w, 3, self.num_heads, -1).unbind(2)
-        # Restormer L2-normalises q and k over the pixels (F.normalize, eps 1e-12) before the c x c products;
-        # dividing each product q_i.k_j by |q_i| |k_j| instead is the same attention at a fraction of the
-        # memory traffic: a division per product, not per pixel, forward and backward.
-        q_norm = torch.linalg.vector_norm(q, dim=1).clamp_min(1e-12)  # B x heads x c
-        k_norm = torch.linalg.vector_norm(k, dim=1).clamp_min(1e-12)
-        scale = self.temperature / (q_norm[..., :, None] * k_norm[..., None, :])
-        attn = (torch.einsum('bphi,bphj->bhij', q, k) * scale).softmax(dim=-1)
+        attn = cosine_logits(q, k, self.temperature).softmax(dim=-1)
         out = torch.einsum('bhij,bphj->bphi', attn, v).reshape(b, h, w, channels).permute(0, 3, 1, 2)
         # `out` is channels-last; hand NCHW back where NCHW came in.
         channels_last = x.is_contiguous(memory_format=torch.channels_last)
         return self.project_out(out if channels_last else out.contiguous())
+
+
+NORMALIZE_EPS = 1e-12  # F.normalize's floor under a norm
+
+
+def _cosine(q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q_i.k_j / (|q_i| |k_j|), |q|, |k|) of B x HW x heads x c, the norms over the pixels and at least
+    F.normalize's eps."""
+    q_norm, k_norm = (torch.linalg.vector_norm(x, dim=1).clamp_min(NORMALIZE_EPS) for x in (q, k))  # B x heads x c
+    return torch.einsum('bphi,bphj->bhij', q, k) / (q_norm[..., :, None] * k_norm[..., None, :]), q_norm, k_norm
+
+
+class _CosineLogits(torch.autograd.Function):
+    """MDTA's logits, whose backward adds the norms' share into the products' gradient in place (autograd would
+    multiply into a new tensor and then add it: two more passes over q and over k)."""
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+        cosine, q_norm, k_norm = _cosine(q, k)
+        ctx.save_for_backward(q, k, q_norm, k_norm, cosine, temperature)
+        return cosine * temperature
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q, k, q_norm, k_norm, cosine, temperature = ctx.saved_tensors
+        grad_temperature = (grad * cosine).sum((0, 2, 3)).view_as(temperature)
+        grad_cosine = grad * temperature
+        # The products' gradient in q's precision (bf16 under autocast, as autograd's own einsum backward).
+        grad_product = (grad_cosine / (q_norm[..., :, None] * k_norm[..., None, :])).to(q.dtype)
+        # d cosine_ij / d|q_i| = -cosine_ij / |q_i| and d|q_i| / dq_i = q_i / |q_i| (0 where the eps clamped |q_i|).
+        weighted = grad_cosine * cosine
+        q_share = -weighted.sum(-1) / q_norm.square() * (q_norm > NORMALIZE_EPS)
+        k_share = -weighted.sum(-2) / k_norm.square() * (k_norm > NORMALIZE_EPS)
+        grad_q = torch.einsum('bhij,bphj->bphi', grad_product, k).addcmul_(q, q_share[:, None])
+        grad_k = torch.einsum('bhij,bphi->bphj', grad_product, q).addcmul_(k, k_share[:, None])
+        return grad_q, grad_k, grad_temperature
+
+
+def cosine_logits(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
+    """MDTA's logits t * q_i.k_j / (|q_i| |k_j|) from q and k (B x HW x heads x c). Restormer L2-normalises q and k
+    over the pixels (F.normalize) before the c x c products; dividing each product by the norms instead is the
+    same attention at a fraction of the memory traffic, a division per product rather than per pixel."""
+    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or temperature.requires_grad):
+        return _CosineLogits.apply(q, k, temperature)
+    return _cosine(q, k)[0] * temperature
 
 
 class GDFN(nn.Module):

@@ -7,7 +7,7 @@ import net.mrcnet
 import net.promptir
 import net.restormer
 from net import MODELS, Critic, MRCNet, set_activation_checkpointing
-from net.blocks import MDTA, LayerNorm, gated_gelu, pad_to_multiple
+from net.blocks import MDTA, LayerNorm, cosine_logits, gated_gelu, pad_to_multiple
 from tests.golden import filled_state, load_fixture
 from utils.checkpoint import CheckpointError, load_network_state
 
@@ -185,6 +185,26 @@ def test_attention_matches_the_official_formula(heads, channels_last):
     # NCHW in, NCHW out; for channels-last input the output convolution's own choice decides (torch 2.5's float64
     # convolution returns NCHW, later versions channels-last).
     assert out.is_contiguous() or channels_last
+
+
+def test_the_attention_logits_match_f_normalize_where_the_eps_clamps_a_norm():
+    # A channel of q whose norm over the pixels is below F.normalize's eps (1e-12): the norm is clamped to eps, so
+    # no gradient flows through it (only the products' share remains).
+    torch.manual_seed(0)
+    q, k = (torch.randn(2, 12, 2, 3, dtype=torch.float64) for _ in range(2))
+    q[:, :, 1, 0] *= 1e-14
+    temperature = torch.rand(2, 1, 1, dtype=torch.float64) + 0.5
+    inputs = [t.requires_grad_(True) for t in (q, k, temperature)]
+    got = cosine_logits(q, k, temperature)
+    unit_q, unit_k = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(k, dim=1)
+    want = torch.einsum('bphi,bphj->bhij', unit_q, unit_k) * temperature
+    torch.testing.assert_close(got, want, **FLOAT64_REORDER)
+    weights = torch.randn_like(got)
+    for got_grad, want_grad in zip(torch.autograd.grad((got * weights).sum(), inputs),
+                                   torch.autograd.grad((want * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(got_grad, want_grad, **FLOAT64_REORDER)
+    with torch.no_grad():  # inference takes the plain operations: the same numbers
+        assert torch.equal(cosine_logits(q, k, temperature), got)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
