@@ -76,6 +76,13 @@ class MDTA(nn.Module):
         return self.project_out(out if channels_last else out.contiguous())
 
 
+def _recording(*tensors: torch.Tensor) -> bool:
+    """Whether eager autograd records this call, where the hand-written backwards below pay off; torch.compile
+    traces the plain operations instead (and fuses them itself)."""
+    return (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+            and not torch.compiler.is_compiling())
+
+
 NORMALIZE_EPS = 1e-12  # F.normalize's floor under a norm
 
 
@@ -117,7 +124,7 @@ def cosine_logits(q: torch.Tensor, k: torch.Tensor, temperature: torch.Tensor) -
     """MDTA's logits t * q_i.k_j / (|q_i| |k_j|) from q and k (B x HW x heads x c). Restormer L2-normalises q and k
     over the pixels (F.normalize) before the c x c products; dividing each product by the norms instead is the
     same attention at a fraction of the memory traffic, a division per product rather than per pixel."""
-    if torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or temperature.requires_grad):
+    if _recording(q, k, temperature):
         return _CosineLogits.apply(q, k, temperature)
     return _cosine(q, k)[0] * temperature
 
@@ -161,8 +168,8 @@ class _GatedGELU(torch.autograd.Function):
 
 
 def gated_gelu(y: torch.Tensor) -> torch.Tensor:
-    """GDFN's gate on the channel halves of `y`: gelu(y1) * y2 (the custom backward only where autograd records)."""
-    if torch.is_grad_enabled() and y.requires_grad:
+    """GDFN's gate on the channel halves of `y`: gelu(y1) * y2 (the custom backward where eager autograd records)."""
+    if _recording(y):
         return _GatedGELU.apply(y)
     y1, y2 = y.chunk(2, dim=1)
     return F.gelu(y1) * y2
