@@ -158,6 +158,15 @@ def test_channel_layer_norm_matches_the_official_formula(layer_norm_type):
 FLOAT64_REORDER = dict(rtol=1e-11, atol=1e-11)
 
 
+def assert_same_float64_gradients(got: torch.Tensor, want: torch.Tensor, inputs) -> None:
+    """The gradients of a random weighting of `got` and of `want` with respect to `inputs` agree to float64
+    round-off."""
+    weights = torch.randn_like(got)
+    for got_grad, want_grad in zip(torch.autograd.grad((got * weights).sum(), inputs),
+                                   torch.autograd.grad((want * weights).sum(), inputs), strict=True):
+        torch.testing.assert_close(got_grad, want_grad, **FLOAT64_REORDER)
+
+
 @pytest.mark.parametrize('heads', [1, 2])
 @pytest.mark.parametrize('channels_last', [False, True])
 def test_attention_matches_the_official_formula(heads, channels_last):
@@ -177,11 +186,7 @@ def test_attention_matches_the_official_formula(heads, channels_last):
     out = attention(x)
     torch.testing.assert_close(out, expected, **FLOAT64_REORDER)
     # The normalisation folded into the c x c products must give the official gradients too.
-    weights = torch.randn_like(out)
-    inputs = (x, *attention.parameters())
-    for got, want in zip(torch.autograd.grad((out * weights).sum(), inputs),
-                         torch.autograd.grad((expected * weights).sum(), inputs), strict=True):
-        torch.testing.assert_close(got, want, **FLOAT64_REORDER)
+    assert_same_float64_gradients(out, expected, (x, *attention.parameters()))
     # NCHW in, NCHW out; for channels-last input the output convolution's own choice decides (torch 2.5's float64
     # convolution returns NCHW, later versions channels-last).
     assert out.is_contiguous() or channels_last
@@ -199,10 +204,7 @@ def test_the_attention_logits_match_f_normalize_where_the_eps_clamps_a_norm():
     unit_q, unit_k = torch.nn.functional.normalize(q, dim=1), torch.nn.functional.normalize(k, dim=1)
     want = torch.einsum('bphi,bphj->bhij', unit_q, unit_k) * temperature
     torch.testing.assert_close(got, want, **FLOAT64_REORDER)
-    weights = torch.randn_like(got)
-    for got_grad, want_grad in zip(torch.autograd.grad((got * weights).sum(), inputs),
-                                   torch.autograd.grad((want * weights).sum(), inputs), strict=True):
-        torch.testing.assert_close(got_grad, want_grad, **FLOAT64_REORDER)
+    assert_same_float64_gradients(got, want, inputs)
     with torch.no_grad():  # inference takes the plain operations: the same numbers
         assert torch.equal(cosine_logits(q, k, temperature), got)
 
