@@ -28,7 +28,7 @@ from data.image_io import write_rgb
 from data.noise import add_gaussian_noise
 from data.test_sets import find_test_sets
 
-DEMO_VERSION = 3  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
+DEMO_VERSION = 4  # bump when the builder's output changes, so that ensure_demo rebuilds old demo sets
 MANIFEST = 'demo.json'
 MIXED_SIGMA = 15
 # Blurred versions of each training photograph, each by its own random kernel: blind deblurring is learnt from

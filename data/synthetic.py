@@ -1,10 +1,10 @@
 """The demo's synthetic degradations, as pure, seeded functions on uint8 H x W x 3 RGB arrays.
 
 They imitate each task physically for the built-in demo set (`data.demo`): rain streaks, haze by atmospheric
-scattering, motion blur along random camera paths, and dim exposure with sensor noise; their default strengths
-give the demo test set the real benchmarks' mean input PSNR (`data.demo.PSNR_TARGETS`). Every function takes its
-randomness from an explicit `numpy.random.Generator` and returns a new array. Noise, the one degradation made on
-the fly for real data, is `data.noise`.
+scattering, motion blur along random camera paths (centred, so that it does not translate the image), and dim
+exposure with sensor noise; their default strengths give the demo test set the real benchmarks' mean input PSNR
+(`data.demo.PSNR_TARGETS`). Every function takes its randomness from an explicit `numpy.random.Generator` and
+returns a new array. Noise, the one degradation made on the fly for real data, is `data.noise`.
 """
 
 import cv2
@@ -88,8 +88,15 @@ def add_haze(clean: np.ndarray, depth: np.ndarray, beta: float, airlight: float)
 
 
 def motion_kernel(size: int, rng: np.random.Generator, steps: int = 64) -> np.ndarray:
-    """A normalised `size` x `size` motion-blur kernel: the path of a random walk with inertia (a shaking
-    camera), scaled to fill the kernel and rasterised with bilinear weights."""
+    """A normalised motion-blur kernel: the path of a random walk with inertia (a shaking camera), scaled to span
+    `size - 2` pixels along its longer side and rasterised with bilinear weights.
+
+    The kernel is odd-sized, just large enough for the path, with the path's centre of mass on its centre pixel:
+    filtering with it (`cv2.filter2D` anchors a kernel at its centre) blurs the image without also translating
+    it, so a blurred image stays aligned with its sharp target, as a real benchmark's frame average is with the
+    middle frame of a smooth motion. (A path centred on its bounding box in a `size` x `size` kernel would shift
+    the image by up to a pixel, which no blind restorer can undo.)
+    """
     velocity = rng.standard_normal(2)
     points = np.zeros((steps, 2))
     for i in range(1, steps):
@@ -97,8 +104,10 @@ def motion_kernel(size: int, rng: np.random.Generator, steps: int = 64) -> np.nd
         points[i] = points[i - 1] + velocity
     points -= (points.max(0) + points.min(0)) / 2
     points *= (size - 2) / 2 / max(np.abs(points).max(), 1e-12)
-    points += (size - 1) / 2
-    kernel = np.zeros((size, size), np.float64)
+    points -= points.mean(0)  # bilinear weights keep each point's position, so the kernel's centroid is this mean
+    half = int(np.ceil(np.abs(points).max())) + 1  # room for the bilinear spread on either side
+    points += half
+    kernel = np.zeros((2 * half + 1, 2 * half + 1), np.float64)
     base = np.floor(points).astype(int)
     frac = points - base
     for (x0, y0), (fx, fy) in zip(base, frac, strict=True):

@@ -3,6 +3,7 @@ untouched)."""
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -37,9 +38,31 @@ def test_random_depth_is_smooth_in_unit_range_and_seeded():
 
 def test_motion_kernel_is_a_normalised_path():
     kernel = synthetic.motion_kernel(11, np.random.default_rng(0))
-    assert kernel.shape == (11, 11) and kernel.min() >= 0 and kernel.sum() == pytest.approx(1, abs=1e-5)
+    rows, cols = np.nonzero(kernel)
+    assert kernel.shape[0] == kernel.shape[1] and kernel.shape[0] % 2 == 1
+    assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1, abs=1e-5)
+    # The path spans 9 pixels along its longer side; bilinear weights reach one pixel beyond its end.
+    assert max(np.ptp(rows), np.ptp(cols)) in (9, 10)
     assert (kernel > 1e-3).sum() > 5  # spread along a path, not a single dot
     assert np.array_equal(kernel, synthetic.motion_kernel(11, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize('seed', range(6))
+@pytest.mark.parametrize('size', [6, 7, 10])
+def test_motion_blur_does_not_translate_the_image(seed, size):
+    """The blurred image's centre of mass stays where the sharp one's is (a bounding-box-centred path, or an
+    even-sized kernel under cv2's centre anchor, moved it by up to a pixel)."""
+    y, x = np.mgrid[:64, :64]
+    blob = 200 * np.exp(-((y - 30.3) ** 2 + (x - 33.7) ** 2) / (2 * 3.0 ** 2))  # nothing of it reaches the border
+    kernel = synthetic.motion_kernel(size, np.random.default_rng(seed))
+    blurred = cv2.filter2D(blob.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REFLECT).astype(np.float64)
+
+    def centre(image):
+        return np.array([(image * y).sum(), (image * x).sum()]) / image.sum()
+
+    # float32 filtering: each value sums at most 19 x 19 products, so its relative error is below 361 x 2^-24
+    # (2e-5); the centroid of a 64-pixel image then moves by less than 2e-5 x 64 px (1.4e-3 px).
+    assert np.abs(centre(blurred) - centre(blob)).max() < 1.4e-3
 
 
 def test_motion_blur_keeps_flat_regions_and_softens_edges():
